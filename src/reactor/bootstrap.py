@@ -1,0 +1,274 @@
+"""Bootstraps: the short way to a listening server or a connected client.
+
+``ServerBootstrap`` binds a listening socket on a loop and gives every
+accepted connection to an *initializer*, a function that fills the new
+channel's pipeline (Netty's ChannelInitializer)::
+
+    def init(channel):
+        channel.pipeline.add_last(FrameDecoder()).add_last(Echo())
+
+    loop = EventLoop()
+    ServerBootstrap(loop).child_initializer(init).bind("127.0.0.1", 9000)
+    loop.run()
+
+``Bootstrap`` connects a client channel the same way.
+
+``serve_in_workers`` runs one loop per process in N forked processes that
+share one port through SO_REUSEPORT: the kernel spreads incoming
+connections over the listeners, and no process ever hands a socket to
+another. Each worker is single-threaded, exactly like a one-process server.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import select
+import signal
+import socket
+from collections.abc import Callable
+from typing import Any, Final
+
+from .channel import (
+    DEFAULT_OPTIONS,
+    ChannelOptions,
+    ServerSocketChannel,
+    SocketChannel,
+)
+from .future import Future
+from .loop import EventLoop
+
+__all__ = [
+    "Bootstrap",
+    "ServerBootstrap",
+    "reserve_port",
+    "serve_in_workers",
+]
+
+_log = logging.getLogger("reactor.bootstrap")
+
+Initializer = Callable[[SocketChannel], None]
+
+# Pending connections the kernel queues before accept; Linux caps it at
+# net.core.somaxconn (4096 on current kernels).
+DEFAULT_BACKLOG: Final = 4096
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+
+
+def _no_handlers(channel: SocketChannel) -> None:
+    pass
+
+
+class ServerBootstrap:
+    """Configures and binds a listening channel."""
+
+    def __init__(self, loop: EventLoop) -> None:
+        self.loop = loop
+        self._initializer: Initializer = _no_handlers
+        self._options = DEFAULT_OPTIONS
+
+    def child_initializer(self, initializer: Initializer) -> ServerBootstrap:
+        """The function that builds each accepted channel's pipeline."""
+        self._initializer = initializer
+        return self
+
+    def child_options(self, options: ChannelOptions) -> ServerBootstrap:
+        self._options = options
+        return self
+
+    def bind(
+        self,
+        host: str,
+        port: int,
+        *,
+        reuse_port: bool = False,
+        backlog: int = DEFAULT_BACKLOG,
+    ) -> ServerSocketChannel:
+        """Listen on ``host:port`` (port 0 picks a free port)."""
+        sock = _listening_socket(host, port, reuse_port)
+        try:
+            sock.listen(backlog)
+            return ServerSocketChannel(
+                self.loop, sock, self._initializer, self._options
+            )
+        except BaseException:
+            sock.close()
+            raise
+
+
+def _listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def reserve_port(host: str, port: int = 0) -> socket.socket:
+    """A bound, *not listening* SO_REUSEPORT socket that fixes a port.
+
+    Workers that bind port 0 would each get a different port. The parent
+    reserves one first; a socket that does not listen receives no
+    connections, so it only keeps the number while the workers bind it.
+    """
+    return _listening_socket(host, port, reuse_port=True)
+
+
+class Bootstrap:
+    """Connects client channels."""
+
+    def __init__(self, loop: EventLoop) -> None:
+        self.loop = loop
+        self._initializer: Initializer = _no_handlers
+        self._options = DEFAULT_OPTIONS
+
+    def initializer(self, initializer: Initializer) -> Bootstrap:
+        self._initializer = initializer
+        return self
+
+    def options(self, options: ChannelOptions) -> Bootstrap:
+        self._options = options
+        return self
+
+    def connect(
+        self,
+        host: str,
+        port: int,
+        *,
+        source: str | None = None,
+        timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ) -> Future:
+        """Connect; the future's result is the active channel."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        result = Future()
+        try:
+            if source is not None:
+                sock.bind((source, 0))
+            code = sock.connect_ex((host, port))
+        except OSError as exc:
+            sock.close()
+            result.set_exception(exc)
+            return result
+        if code not in (0, errno.EINPROGRESS):
+            sock.close()
+            result.set_exception(OSError(code, os.strerror(code)))
+            return result
+        _Connector(self, sock, (host, port), result, timeout)
+        return result
+
+    def _connected(
+        self, sock: socket.socket, address: Any, result: Future
+    ) -> None:
+        try:
+            channel = SocketChannel(self.loop, sock, self._options, address)
+            self._initializer(channel)
+        except Exception as exc:
+            sock.close()
+            result.set_exception(exc)
+            return
+        channel.register()
+        result.set_result(channel)
+
+
+class _Connector:
+    """Waits for a non-blocking connect to finish (EPOLLOUT)."""
+
+    __slots__ = ("_address", "_bootstrap", "_result", "_sock", "_timer")
+
+    def __init__(
+        self,
+        bootstrap: Bootstrap,
+        sock: socket.socket,
+        address: Any,
+        result: Future,
+        timeout: float,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._sock = sock
+        self._address = address
+        self._result = result
+        loop = bootstrap.loop
+        loop.add_reader(sock.fileno(), self, select.EPOLLOUT)
+        self._timer = loop.call_later(timeout, self._timed_out)
+
+    def _handle_events(self, events: int) -> None:
+        loop = self._bootstrap.loop
+        loop.remove(self._sock.fileno())
+        loop.cancel_timer(self._timer)
+        code = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            loop.close_socket_later(self._sock)
+            self._result.set_exception(
+                ConnectionError(code, os.strerror(code))
+            )
+            return
+        self._bootstrap._connected(self._sock, self._address, self._result)
+
+    def _timed_out(self) -> None:
+        loop = self._bootstrap.loop
+        loop.remove(self._sock.fileno())
+        loop.close_socket_later(self._sock)
+        self._result.try_set_exception(
+            TimeoutError(f"connect to {self._address} timed out")
+        )
+
+
+def serve_in_workers(
+    workers: int, serve: Callable[[int], None], *, drain: float = 5.0
+) -> int:
+    """Run ``serve(worker_index)`` in ``workers`` forked processes.
+
+    The parent waits, forwards SIGINT/SIGTERM to the workers (each should
+    shut down gracefully), and returns the first non-zero exit status, or
+    0. With ``workers == 1`` it runs ``serve(0)`` in this process.
+    """
+    if workers < 1:
+        raise ValueError("workers must be >= 1")
+    if workers == 1:
+        serve(0)
+        return 0
+    children = []
+    for index in range(workers):
+        pid = os.fork()
+        if pid == 0:  # the worker
+            status = 0
+            try:
+                serve(index)
+            except BaseException:
+                _log.exception("worker %d failed", index)
+                status = 1
+            finally:
+                os._exit(status)
+        children.append(pid)
+
+    def forward(signum: int, frame: Any) -> None:
+        for child in children:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+
+    previous = {
+        sig: signal.signal(sig, forward)
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    status = 0
+    try:
+        for child in children:
+            _, code = os.waitpid(child, 0)
+            exit_code = os.waitstatus_to_exitcode(code)
+            if exit_code and not status:
+                status = exit_code
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status

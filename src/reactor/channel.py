@@ -1,0 +1,664 @@
+"""Channels: a connected socket, a listening socket, and what they share.
+
+A channel owns its pipeline and carries Netty's lifecycle::
+
+    registered -> active -> (read, read complete)* -> inactive
+               -> unregistered
+
+``Channel`` holds the transport-independent part (pipeline, writability,
+the close future). ``SocketChannel`` is a TCP connection driven by the
+epoll loop; ``ServerSocketChannel`` accepts connections and hands each to
+an initializer that builds its pipeline. The embedded channel in
+``embedded.py`` is a third kind, with no socket at all.
+
+Reading
+    The loop's shared receive buffer takes each ``recv_into``; the channel
+    copies out exactly the bytes received, into a ``ByteBuf`` that travels
+    down the pipeline. Nothing per connection is allocated between reads.
+
+Half-closure
+    A read of 0 bytes means the peer sent FIN. Bytes that came before it
+    have already been delivered by then. By default the channel closes;
+    with ``allow_half_closure`` it stops reading (EPOLLIN removed, so the
+    level-triggered loop cannot spin on the end-of-file), fires
+    ``InputShutdownEvent`` and can still write.
+
+Closing
+    ``close()`` is idempotent and shares one future with every caller.
+    Output is dropped first, so a write during close fails at once; the
+    descriptor is released after the current poll batch (see loop.py);
+    ``channel_inactive`` and ``channel_unregistered`` are fired from a
+    later callback, never from inside the code that closed.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import select
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from .buffer import AdaptiveReadSize, ByteBuf
+from .future import Future
+from .outbound import (
+    DEFAULT_WATER_MARK,
+    ChannelClosedError,
+    OutboundBuffer,
+    WriteBufferWaterMark,
+)
+from .pipeline import ChannelPipeline
+
+if TYPE_CHECKING:
+    from .loop import EventLoop, Scheduler
+
+__all__ = [
+    "Channel",
+    "ChannelOptions",
+    "InputShutdownEvent",
+    "ServerSocketChannel",
+    "SocketChannel",
+]
+
+_log = logging.getLogger("reactor.channel")
+
+EPOLLIN: Final = select.EPOLLIN
+EPOLLOUT: Final = select.EPOLLOUT
+EPOLLRDHUP: Final = select.EPOLLRDHUP
+EPOLLHUP: Final = select.EPOLLHUP
+EPOLLERR: Final = select.EPOLLERR
+_READ_INTEREST: Final = EPOLLIN | EPOLLRDHUP
+_READABLE: Final = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
+
+# Reads per wake-up when each read fills its buffer. Level triggering
+# wakes us again for the rest, so a small number keeps peers fair.
+MAX_READS_PER_EVENT: Final = 4
+
+# sendmsg calls per flush before yielding to other channels (Netty: 16).
+WRITE_SPIN_COUNT: Final = 16
+
+# Bytes offered to one sendmsg. Offering far more than the socket buffer
+# only makes the kernel walk buffers it will not take.
+MAX_BYTES_PER_GATHERING_WRITE: Final = 1024 * 1024
+
+_ids = itertools.count(1)
+
+# Channel states: open; closing (output dropped, events not yet fired);
+# closed (inactive and unregistered fired, close future done).
+OPEN, CLOSING, CLOSED = 0, 1, 2
+
+
+class InputShutdownEvent:
+    """User event: the peer finished sending (half-closure allowed)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "InputShutdownEvent"
+
+
+INPUT_SHUTDOWN: Final = InputShutdownEvent()
+
+
+class ChannelOptions:
+    """Per-connection settings; one instance is shared by many channels."""
+
+    __slots__ = (
+        "allow_half_closure",
+        "auto_read",
+        "max_read_size",
+        "tcp_nodelay",
+        "water_mark",
+    )
+
+    def __init__(
+        self,
+        *,
+        auto_read: bool = True,
+        allow_half_closure: bool = False,
+        tcp_nodelay: bool = True,
+        water_mark: WriteBufferWaterMark = DEFAULT_WATER_MARK,
+        max_read_size: int = 65536,
+    ) -> None:
+        self.auto_read = auto_read
+        self.allow_half_closure = allow_half_closure
+        self.tcp_nodelay = tcp_nodelay
+        self.water_mark = water_mark
+        self.max_read_size = max_read_size
+
+
+DEFAULT_OPTIONS: Final = ChannelOptions()
+
+
+class Channel:
+    """What every channel has: an id, a loop, a pipeline, a lifecycle."""
+
+    __slots__ = (
+        "_active",
+        "_auto_read",
+        "_close_future",
+        "_outbound",
+        "_registered",
+        "_state",
+        "id",
+        "last_read_time",
+        "last_write_time",
+        "loop",
+        "pipeline",
+    )
+
+    def __init__(
+        self,
+        loop: Scheduler,
+        water_mark: WriteBufferWaterMark = DEFAULT_WATER_MARK,
+    ) -> None:
+        self.id = next(_ids)
+        self.loop: Any = loop
+        self.pipeline = ChannelPipeline(self)
+        self._outbound: OutboundBuffer | None = OutboundBuffer(
+            self._writability_changed, water_mark
+        )
+        # Created on demand: most channels never have it asked for.
+        self._close_future: Future | None = None
+        self._state = OPEN
+        self._active = False
+        self._registered = False
+        self._auto_read = True
+        # Activity clocks, kept by the transport for idle detection, so
+        # that idle handlers need no per-read or per-write work.
+        self.last_read_time = self.last_write_time = loop.now
+
+    # -- state -----------------------------------------------------------------
+
+    @property
+    def is_active(self) -> bool:
+        return self._active
+
+    @property
+    def is_open(self) -> bool:
+        return self._state == OPEN
+
+    @property
+    def is_registered(self) -> bool:
+        return self._registered
+
+    @property
+    def is_writable(self) -> bool:
+        """False while pending output is above the high watermark."""
+        out = self._outbound
+        return out is not None and not out.unwritable
+
+    def bytes_before_unwritable(self) -> int:
+        out = self._outbound
+        if out is None or out.unwritable:
+            return 0
+        return max(0, out.water_mark.high - out.pending + 1)
+
+    def has_pending_output(self) -> bool:
+        out = self._outbound
+        return out is not None and not out.is_empty()
+
+    @property
+    def pending_output_bytes(self) -> int:
+        out = self._outbound
+        return 0 if out is None else out.pending
+
+    @property
+    def close_future(self) -> Future:
+        """Completes once the channel is closed and its events fired."""
+        future = self._close_future
+        if future is None:
+            future = self._close_future = Future()
+            if self._state == CLOSED:
+                future.set_result(None)
+        return future
+
+    def _begin_close(self, promise: Future | None) -> bool:
+        """Start closing once; later callers only wait for the outcome.
+
+        Returns True to the one caller that must do the closing.
+        """
+        if promise is not None:
+            self.close_future.add_listener(
+                lambda _: promise.try_set_result(None)
+            )
+        if self._state != OPEN:
+            return False
+        self._state = CLOSING
+        return True
+
+    def _finish_close(self, was_active: bool) -> None:
+        """Fire the closing events; runs as a callback after the close."""
+        pipeline = self.pipeline
+        if was_active:
+            pipeline.fire_channel_inactive()
+        if self._registered:
+            self._registered = False
+            pipeline.fire_channel_unregistered()
+        pipeline.destroy()
+        self._state = CLOSED
+        if self._close_future is not None:
+            self._close_future.try_set_result(None)
+
+    @property
+    def auto_read(self) -> bool:
+        return self._auto_read
+
+    @auto_read.setter
+    def auto_read(self, value: bool) -> None:
+        if value == self._auto_read:
+            return
+        self._auto_read = value
+        if value:
+            self._begin_read()
+        else:
+            self._stop_reading()
+
+    # -- operations: they enter the pipeline at the tail ------------------------
+
+    def write(self, msg: Any, promise: Future | None = None) -> None:
+        self.pipeline.tail.write(msg, promise)
+
+    def flush(self) -> None:
+        self.pipeline.tail.flush()
+
+    def write_and_flush(self, msg: Any, promise: Future | None = None) -> None:
+        self.pipeline.tail.write(msg, promise)
+        self.pipeline.tail.flush()
+
+    def close(self, promise: Future | None = None) -> Future:
+        return self.pipeline.tail.close(promise)
+
+    def read(self) -> None:
+        self.pipeline.tail.read()
+
+    # -- transport hooks (the head context calls these) -------------------------
+
+    def _write_to_outbound(self, msg: Any, promise: Future | None) -> None:
+        out = self._outbound
+        if out is None:
+            if promise is not None:
+                promise.try_set_exception(ChannelClosedError(repr(self)))
+            return
+        try:
+            out.add(msg, promise)
+        except TypeError as exc:
+            if promise is None:
+                raise
+            promise.try_set_exception(exc)
+
+    def _flush_outbound(self) -> None:
+        raise NotImplementedError
+
+    def _close_transport(self, promise: Future | None) -> None:
+        raise NotImplementedError
+
+    def _begin_read(self) -> None:
+        raise NotImplementedError
+
+    def _stop_reading(self) -> None:
+        raise NotImplementedError
+
+    def _writability_changed(self) -> None:
+        self.pipeline.fire_channel_writability_changed()
+
+    def _unhandled_exception(self, exc: BaseException) -> bool:
+        """Hook for the tail; True when the channel recorded ``exc``."""
+        return False
+
+    def _unhandled_message(self, msg: Any) -> bool:
+        """Hook for the tail; True when the channel kept ``msg``."""
+        return False
+
+    def __repr__(self) -> str:
+        return f"[id: 0x{self.id:08x}]"
+
+
+class SocketChannel(Channel):
+    """A TCP connection on an epoll loop."""
+
+    __slots__ = (
+        "_events",
+        "_fd",
+        "_input_shutdown",
+        "_options",
+        "_parked",
+        "_read_once",
+        "_read_size",
+        "_reading",
+        "_remote",
+        "sock",
+    )
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        sock: socket.socket,
+        options: ChannelOptions = DEFAULT_OPTIONS,
+        remote: Any = None,
+    ) -> None:
+        super().__init__(loop, options.water_mark)
+        sock.setblocking(False)
+        if options.tcp_nodelay:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass  # not TCP (a Unix socket pair in a test): harmless
+        self.sock = sock
+        self._fd = sock.fileno()
+        self._options = options
+        self._auto_read = options.auto_read
+        self._read_size: AdaptiveReadSize | None = None
+        self._events = 0  # epoll interest currently registered
+        self._reading = False
+        self._read_once = False
+        self._input_shutdown = False
+        self._parked = False  # off epoll after a hang-up while not reading
+        self._remote = remote
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def register(self) -> None:
+        """Join the loop; fires registered, then active (and reads)."""
+        self.loop.add_reader(self._fd, self, 0)
+        self._registered = True
+        self.pipeline.fire_channel_registered()
+        if self._state == OPEN:
+            self._active = True
+            self.pipeline.fire_channel_active()
+
+    def _close_transport(self, promise: Future | None) -> None:
+        self._close(None, promise)
+
+    def _close(
+        self, cause: BaseException | None, promise: Future | None = None
+    ) -> None:
+        if not self._begin_close(promise):
+            return
+        was_active = self._active
+        self._active = False
+        # Output goes first, so that writes from now on fail at once.
+        out, self._outbound = self._outbound, None
+        loop = self.loop
+        if not self._parked:
+            loop.remove(self._fd)
+        self._events = 0
+        loop.close_socket_later(self.sock)
+        if out is not None:
+            out.fail_all(cause or ChannelClosedError(repr(self)))
+        loop.call_soon(self._finish_close, was_active)
+
+    @property
+    def remote_address(self) -> Any:
+        if self._remote is None:
+            try:
+                self._remote = self.sock.getpeername()
+            except OSError:
+                return None
+        return self._remote
+
+    # -- interest -------------------------------------------------------------------
+
+    def _set_interest(self, events: int) -> None:
+        if events != self._events and self._outbound is not None:
+            self._events = events
+            if not self._parked:
+                self.loop.modify(self._fd, events)
+
+    def _begin_read(self) -> None:
+        if self._outbound is None or self._input_shutdown:
+            return
+        if not self._auto_read:
+            self._read_once = True
+        if self._parked:
+            # Back on epoll: level triggering reports the hang-up again,
+            # and this time we read what is left and then close.
+            self._parked = False
+            self.loop.add_reader(self._fd, self, self._events)
+        if not self._reading:
+            self._reading = True
+            self._set_interest(self._events | _READ_INTEREST)
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._set_interest(self._events & ~_READ_INTEREST)
+
+    # -- events ------------------------------------------------------------------------
+
+    def _handle_events(self, events: int) -> None:
+        if events & _READABLE:
+            if self._reading:
+                self._read_ready()
+            elif events & EPOLLERR:
+                self._close(self._socket_error())
+            elif events & EPOLLHUP:
+                if self._input_shutdown:
+                    self._close(None)
+                else:
+                    # Not reading now (auto-read off): leave epoll so the
+                    # hang-up cannot spin the loop; _begin_read returns.
+                    self._parked = True
+                    self.loop.remove(self._fd)
+        if events & EPOLLOUT and self._outbound is not None:
+            self._write_ready()
+
+    def _socket_error(self) -> OSError:
+        code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        return ConnectionError(code, errno.errorcode.get(code, "socket error"))
+
+    def _read_ready(self) -> None:
+        loop = self.loop
+        recv_buffer = loop.recv_buffer
+        recv_into = self.sock.recv_into
+        pipeline = self.pipeline
+        sizer = self._read_size
+        if sizer is None:
+            # Created on the first read: idle connections never pay for it.
+            sizer = self._read_size = AdaptiveReadSize(
+                maximum=self._options.max_read_size
+            )
+        size = sizer.guess
+        total = 0
+        end_of_input = False
+        failure = None
+        for _ in range(MAX_READS_PER_EVENT):
+            try:
+                count = recv_into(recv_buffer, size)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                failure = exc
+                break
+            if count == 0:
+                end_of_input = True
+                break
+            total += count
+            pipeline.fire_channel_read(ByteBuf.adopt(recv_buffer[:count]))
+            if count < size or not self._reading:
+                break  # the socket is (probably) drained, or we paused
+        if total:
+            self.last_read_time = loop.now
+            sizer.record(total)
+            pipeline.fire_channel_read_complete()
+        if not self._auto_read and self._read_once:
+            self._read_once = False
+            self._stop_reading()
+        if failure is not None:
+            if self._outbound is not None:
+                pipeline.fire_exception_caught(failure)
+                self._close(failure)
+        elif end_of_input:
+            self._input_ended()
+
+    def _input_ended(self) -> None:
+        if self._outbound is None:
+            return
+        if self._options.allow_half_closure:
+            self._input_shutdown = True
+            self._stop_reading()
+            self.pipeline.fire_user_event_triggered(INPUT_SHUTDOWN)
+        else:
+            self._close(None)
+
+    # -- writing --------------------------------------------------------------------------
+
+    def _flush_outbound(self) -> None:
+        out = self._outbound
+        if out is None:
+            return
+        out.add_flush()
+        # While EPOLLOUT is armed the kernel buffer is full; the event
+        # will flush, so trying now would only cost a failing syscall.
+        if out.flushed and not self._events & EPOLLOUT:
+            self._write_flushed(out)
+
+    def _write_ready(self) -> None:
+        out = self._outbound
+        if out is not None:
+            self._write_flushed(out)
+
+    def _write_flushed(self, out: OutboundBuffer) -> None:
+        sendmsg = self.sock.sendmsg
+        for _ in range(WRITE_SPIN_COUNT):
+            buffers = out.flushed_buffers(MAX_BYTES_PER_GATHERING_WRITE)
+            if len(buffers) == out.flushed:
+                offered = out.flushed_bytes - out.head_offset
+            else:
+                offered = sum(map(len, buffers))
+            try:
+                sent = sendmsg(buffers)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                # Reset or broken pipe: nothing queued can arrive now.
+                self._close(exc)
+                return
+            if sent:
+                out.remove_bytes(sent)
+                self.last_write_time = self.loop.now
+                if self._outbound is None:
+                    return  # a completion listener closed the channel
+            if not out.flushed:
+                if self._events & EPOLLOUT:
+                    self._set_interest(self._events & ~EPOLLOUT)
+                return
+            if sent < offered:
+                # The kernel took less than offered: its buffer is full.
+                self._set_interest(self._events | EPOLLOUT)
+                return
+        # Out of quantum with the kernel still accepting: let the other
+        # channels have a turn, and continue from a callback.
+        self.loop.call_soon(self._write_ready)
+
+    def __repr__(self) -> str:
+        remote = self._remote
+        peer = f" R:{remote[0]}:{remote[1]}" if remote else ""
+        return f"[id: 0x{self.id:08x}{peer}]"
+
+
+class ServerSocketChannel:
+    """A listening socket that accepts connections in bounded batches.
+
+    When the process runs out of descriptors (EMFILE), accept fails while
+    the connection stays queued, so a level-triggered loop would be woken
+    again at once and spin. Instead the listener leaves epoll for
+    ``ACCEPT_RETRY_DELAY`` and then tries again; the socket stays open and
+    pending clients wait in the backlog.
+    """
+
+    is_server = True
+
+    # Connections accepted per wake-up: enough for a login storm, few
+    # enough that established connections are not starved meanwhile.
+    ACCEPT_BATCH: Final = 64
+    ACCEPT_RETRY_DELAY: Final = 0.1
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        sock: socket.socket,
+        initializer: Callable[[SocketChannel], None],
+        options: ChannelOptions = DEFAULT_OPTIONS,
+    ) -> None:
+        sock.setblocking(False)
+        self.loop = loop
+        self.sock = sock
+        self._fd = sock.fileno()
+        self._initializer = initializer
+        self._options = options
+        self._paused = False
+        self._closed = False
+        self.close_future = Future()
+        self.accepted = 0
+        self.accept_pauses = 0
+        loop.add_reader(self._fd, self, EPOLLIN)
+
+    @property
+    def local_address(self) -> Any:
+        return self.sock.getsockname()
+
+    def _handle_events(self, events: int) -> None:
+        accept = self.sock.accept
+        for _ in range(self.ACCEPT_BATCH):
+            try:
+                conn, address = accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (
+                    errno.EMFILE,
+                    errno.ENFILE,
+                    errno.ENOBUFS,
+                    errno.ENOMEM,
+                ):
+                    self._pause_accepting(exc)
+                    return
+                if exc.errno == errno.ECONNABORTED:
+                    continue  # the client gave up while queued
+                raise
+            self.accepted += 1
+            self._start_child(conn, address)
+
+    def _start_child(self, conn: socket.socket, address: Any) -> None:
+        try:
+            child = SocketChannel(self.loop, conn, self._options, address)
+            self._initializer(child)
+        except Exception:
+            _log.exception("initializing a connection from %s failed", address)
+            conn.close()
+            return
+        child.register()
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        if self._paused or self._closed:
+            return
+        self._paused = True
+        self.accept_pauses += 1
+        _log.warning(
+            "accept failed (%s); pausing accepts for %.1fs",
+            exc.strerror,
+            self.ACCEPT_RETRY_DELAY,
+        )
+        self.loop.remove(self._fd)
+        self.loop.call_later(self.ACCEPT_RETRY_DELAY, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        if self._closed:
+            return
+        self._paused = False
+        self.loop.add_reader(self._fd, self, EPOLLIN)
+
+    def close(self) -> Future:
+        if not self._closed:
+            self._closed = True
+            if not self._paused:
+                self.loop.remove(self._fd)
+            self.loop.close_socket_later(self.sock)
+            self.close_future.try_set_result(None)
+        return self.close_future
+
+    def __repr__(self) -> str:
+        return f"<ServerSocketChannel {self.local_address}>"
