@@ -120,7 +120,7 @@ class Scheduler:
     def wheel(self) -> TimingWheel:
         """The loop's timing wheel, for many re-armable deadlines."""
         if self._wheel is None:
-            self._wheel = TimingWheel()
+            self._wheel = TimingWheel(now=self._clock())
         return self._wheel
 
     def schedule_on_wheel(self, entry: Any, deadline: float) -> None:

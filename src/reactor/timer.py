@@ -20,6 +20,7 @@ entries. Precision is one tick, which is what heartbeats need.
 from __future__ import annotations
 
 import heapq
+import math
 import logging
 from collections.abc import Callable
 from typing import Any, Final, Protocol
@@ -110,13 +111,15 @@ class WheelEntry(Protocol):
     so that the wheel allocates nothing per entry.
     """
 
-    _wheel_deadline: float
+    _wheel_tick: int
     _wheel_slot: int
 
     def on_wheel_timeout(self, now: float) -> None: ...
 
 
 NOT_ON_WHEEL: Final = -1
+# Absorbs float rounding when converting seconds to tick numbers.
+_EPSILON: Final = 1e-9
 
 
 class TimingWheel:
@@ -124,7 +127,9 @@ class TimingWheel:
 
     __slots__ = ("_cursor_tick", "_count", "_slots", "tick")
 
-    def __init__(self, tick: float = 0.1, slots: int = 512) -> None:
+    def __init__(
+        self, tick: float = 0.1, slots: int = 512, now: float = 0.0
+    ) -> None:
         if tick <= 0 or slots <= 0:
             raise ValueError("tick and slots must be positive")
         self.tick = tick
@@ -133,7 +138,7 @@ class TimingWheel:
         ]
         self._count = 0
         # The tick number up to which the wheel has expired entries.
-        self._cursor_tick: int | None = None
+        self._cursor_tick = math.floor(now / tick + _EPSILON)
 
     def __len__(self) -> int:
         return self._count
@@ -143,12 +148,16 @@ class TimingWheel:
         if getattr(entry, "_wheel_slot", NOT_ON_WHEEL) != NOT_ON_WHEEL:
             del self._slots[entry._wheel_slot][entry]
             self._count -= 1
-        ticks = int(deadline / self.tick)
-        if self._cursor_tick is not None and ticks <= self._cursor_tick:
+        # The first tick at or after the deadline, so that the entry never
+        # fires early. Ticks, not float seconds, decide when an entry is
+        # due: comparing floats would let rounding noise (2.1 / 0.1 is
+        # 21.000000000000004) push an entry back by a whole revolution.
+        ticks = math.ceil(deadline / self.tick - _EPSILON)
+        if ticks <= self._cursor_tick:
             # Already in the past for the wheel: the next visited slot.
             ticks = self._cursor_tick + 1
         slot = ticks % len(self._slots)
-        entry._wheel_deadline = deadline
+        entry._wheel_tick = ticks
         entry._wheel_slot = slot
         self._slots[slot][entry] = None
         self._count += 1
@@ -162,9 +171,7 @@ class TimingWheel:
 
     def advance(self, now: float) -> int:
         """Fire every entry due at ``now``; returns how many fired."""
-        current = int(now / self.tick)
-        if self._cursor_tick is None:
-            self._cursor_tick = current - 1
+        current = math.floor(now / self.tick + _EPSILON)
         fired = 0
         slots = self._slots
         # Visit each slot passed since last time, but never a slot twice
@@ -175,7 +182,7 @@ class TimingWheel:
             bucket = slots[tick_number % len(slots)]
             if not bucket:
                 continue
-            due = [e for e in bucket if e._wheel_deadline <= now]
+            due = [e for e in bucket if e._wheel_tick <= tick_number]
             for entry in due:
                 del bucket[entry]
                 entry._wheel_slot = NOT_ON_WHEEL
