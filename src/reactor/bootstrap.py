@@ -207,9 +207,10 @@ class _Connector:
         code = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if code:
             loop.close_socket_later(self._sock)
-            self._result.set_exception(
-                ConnectionError(code, os.strerror(code))
-            )
+            # OSError, not ConnectionError: only OSError(errno, ...) picks
+            # the errno's subclass (ConnectionRefusedError...), which is
+            # what an immediate failure in connect() already raises.
+            self._result.set_exception(OSError(code, os.strerror(code)))
             return
         self._bootstrap._connected(self._sock, self._address, self._result)
 

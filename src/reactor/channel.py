@@ -276,18 +276,10 @@ class Channel:
 
     # -- transport hooks (the head context calls these) -------------------------
 
-    def _write_to_outbound(self, msg: Any, promise: Future | None) -> None:
-        out = self._outbound
-        if out is None:
-            if promise is not None:
-                promise.try_set_exception(ChannelClosedError(repr(self)))
-            return
-        try:
-            out.add(msg, promise)
-        except TypeError as exc:
-            if promise is None:
-                raise
-            promise.try_set_exception(exc)
+    def _write_after_close(self, msg: Any, promise: Future | None) -> None:
+        """A write that reached the head after the channel closed."""
+        if promise is not None:
+            promise.try_set_exception(ChannelClosedError(repr(self)))
 
     def _flush_outbound(self) -> None:
         raise NotImplementedError
@@ -329,6 +321,7 @@ class SocketChannel(Channel):
         "_read_size",
         "_reading",
         "_remote",
+        "_writing",
         "sock",
     )
 
@@ -356,6 +349,7 @@ class SocketChannel(Channel):
         self._read_once = False
         self._input_shutdown = False
         self._parked = False  # off epoll after a hang-up while not reading
+        self._writing = False  # inside _write_flushed (see there)
         self._remote = remote
 
     # -- lifecycle ----------------------------------------------------------------
@@ -385,6 +379,10 @@ class SocketChannel(Channel):
         if not self._parked:
             loop.remove(self._fd)
         self._events = 0
+        # Ends a read loop that a handler's close() interrupted: its socket
+        # is only closed after the poll batch, so without this the loop
+        # would go on reading and firing reads on a closed channel.
+        self._reading = False
         loop.close_socket_later(self.sock)
         if out is not None:
             out.fail_all(cause or ChannelClosedError(repr(self)))
@@ -429,6 +427,8 @@ class SocketChannel(Channel):
     # -- events ------------------------------------------------------------------------
 
     def _handle_events(self, events: int) -> None:
+        if self._outbound is None:
+            return  # closed: a stale event; the socket may be gone too
         if events & _READABLE:
             if self._reading:
                 self._read_ready()
@@ -512,7 +512,9 @@ class SocketChannel(Channel):
         out.add_flush()
         # While EPOLLOUT is armed the kernel buffer is full; the event
         # will flush, so trying now would only cost a failing syscall.
-        if out.flushed and not self._events & EPOLLOUT:
+        # Inside _write_flushed (a completion listener flushing again),
+        # marking is enough: the running write loop sends it.
+        if out.flushed and not self._events & EPOLLOUT and not self._writing:
             self._write_flushed(out)
 
     def _write_ready(self) -> None:
@@ -521,13 +523,21 @@ class SocketChannel(Channel):
             self._write_flushed(out)
 
     def _write_flushed(self, out: OutboundBuffer) -> None:
+        # Not re-entered: completion listeners run inside remove_bytes,
+        # and one that writes and flushes the next chunk would otherwise
+        # nest a write loop per chunk until RecursionError (Netty guards
+        # flush0 the same way). The loop below re-reads ``out`` each
+        # round, so what they flushed is sent by this call.
+        self._writing = True
+        try:
+            self._write_flushed_now(out)
+        finally:
+            self._writing = False
+
+    def _write_flushed_now(self, out: OutboundBuffer) -> None:
         sendmsg = self.sock.sendmsg
         for _ in range(WRITE_SPIN_COUNT):
-            buffers = out.flushed_buffers(MAX_BYTES_PER_GATHERING_WRITE)
-            if len(buffers) == out.flushed:
-                offered = out.flushed_bytes - out.head_offset
-            else:
-                offered = sum(map(len, buffers))
+            buffers, offered = out.gather(MAX_BYTES_PER_GATHERING_WRITE)
             try:
                 sent = sendmsg(buffers)
             except (BlockingIOError, InterruptedError):

@@ -64,6 +64,34 @@ class EmbeddedLoop(Scheduler):
         self.run_pending()
 
 
+class _EmbeddedOutbound:
+    """Pending writes of an embedded channel, kept as the objects written.
+
+    Unlike a socket, the embedded channel lets any object reach the head,
+    so that a test can see exactly what the handlers produced.
+    """
+
+    __slots__ = ("unflushed",)
+
+    unwritable = False
+    pending = 0
+
+    def __init__(self) -> None:
+        self.unflushed: list[tuple[Any, Future | None]] = []
+
+    def add(self, msg: Any, promise: Future | None) -> None:
+        self.unflushed.append((msg, promise))
+
+    def is_empty(self) -> bool:
+        return not self.unflushed
+
+    def fail_all(self, cause: BaseException) -> None:
+        pending, self.unflushed = self.unflushed, []
+        for _, promise in pending:
+            if promise is not None:
+                promise.try_set_exception(cause)
+
+
 class EmbeddedChannel(Channel):
     """A channel driven by the test: see the module docstring."""
 
@@ -72,7 +100,7 @@ class EmbeddedChannel(Channel):
         super().__init__(loop)
         self.inbound: collections.deque[Any] = collections.deque()
         self.outbound: collections.deque[Any] = collections.deque()
-        self._unflushed: list[tuple[Any, Future | None]] = []
+        self._outbound = _EmbeddedOutbound()  # type: ignore[assignment]
         self._exceptions: list[BaseException] = []
         self.read_requests = 0
         for handler in handlers:
@@ -153,15 +181,11 @@ class EmbeddedChannel(Channel):
 
     # -- the in-memory transport ---------------------------------------------
 
-    def _write_to_outbound(self, msg: Any, promise: Future | None) -> None:
-        if not self.is_open:
-            if promise is not None:
-                promise.try_set_exception(ChannelClosedError(repr(self)))
-            return
-        self._unflushed.append((msg, promise))
-
     def _flush_outbound(self) -> None:
-        pending, self._unflushed = self._unflushed, []
+        out = self._outbound
+        if out is None:
+            return
+        pending, out.unflushed = out.unflushed, []  # type: ignore[attr-defined]
         for msg, promise in pending:
             self.outbound.append(msg)
             if promise is not None:
@@ -174,11 +198,9 @@ class EmbeddedChannel(Channel):
             return
         was_active = self._active
         self._active = False
-        self._outbound = None
-        pending, self._unflushed = self._unflushed, []
-        for _, waiting in pending:
-            if waiting is not None:
-                waiting.try_set_exception(ChannelClosedError(repr(self)))
+        out, self._outbound = self._outbound, None
+        if out is not None:
+            out.fail_all(ChannelClosedError(repr(self)))
         self.loop.call_soon(self._finish_close, was_active)
 
     def _begin_read(self) -> None:

@@ -416,7 +416,11 @@ class _HeadHandler(ChannelDuplexHandler):
     def write(
         self, ctx: ChannelHandlerContext, msg: Any, promise: Future | None
     ) -> None:
-        ctx.channel._write_to_outbound(msg, promise)
+        out = ctx.channel._outbound
+        if out is not None:
+            out.add(msg, promise)
+        else:
+            ctx.channel._write_after_close(msg, promise)
 
     def flush(self, ctx: ChannelHandlerContext) -> None:
         ctx.channel._flush_outbound()
