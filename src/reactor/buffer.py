@@ -401,7 +401,14 @@ class AdaptiveReadSize:
     keeps bulk transfers efficient without bloating idle-ish connections.
     """
 
-    __slots__ = ("_index", "_max_index", "_min_index", "_shrink_next")
+    __slots__ = (
+        "_index",
+        "_max_index",
+        "_min_index",
+        "_shrink_below",
+        "_shrink_next",
+        "guess",
+    )
 
     STEP_UP: Final = 4
     STEP_DOWN: Final = 1
@@ -413,23 +420,29 @@ class AdaptiveReadSize:
             raise ValueError("need minimum <= initial <= maximum")
         self._min_index = _index_of(minimum)
         self._max_index = _index_of(maximum)
-        self._index = _index_of(initial)
         self._shrink_next = False
+        self._move_to(_index_of(initial))
 
-    @property
-    def guess(self) -> int:
-        return _READ_SIZES[self._index]
+    def _move_to(self, index: int) -> None:
+        self._index = index
+        self.guess = _READ_SIZES[index]
+        # A read at or under this size counts towards shrinking.
+        self._shrink_below = _READ_SIZES[
+            max(index - self.STEP_DOWN, self._min_index)
+        ]
 
     def record(self, total_read: int) -> None:
         """Feed the byte count of one read batch; adjusts the guess."""
-        index = self._index
-        smaller = _READ_SIZES[max(index - self.STEP_DOWN, self._min_index)]
-        if total_read <= smaller:
+        # Runs once per read: the two thresholds are precomputed, so the
+        # usual case (neither) costs two comparisons.
+        if total_read <= self._shrink_below:
             if self._shrink_next:
-                self._index = max(index - self.STEP_DOWN, self._min_index)
                 self._shrink_next = False
+                self._move_to(
+                    max(self._index - self.STEP_DOWN, self._min_index)
+                )
             else:
                 self._shrink_next = True
-        elif total_read >= _READ_SIZES[index]:
-            self._index = min(index + self.STEP_UP, self._max_index)
+        elif total_read >= self.guess:
             self._shrink_next = False
+            self._move_to(min(self._index + self.STEP_UP, self._max_index))
