@@ -376,8 +376,7 @@ class SocketChannel(Channel):
         # Output goes first, so that writes from now on fail at once.
         out, self._outbound = self._outbound, None
         loop = self.loop
-        if not self._parked:
-            loop.remove(self._fd)
+        loop.remove(self._fd)  # parked or not
         self._events = 0
         # Ends a read loop that a handler's close() interrupted: its socket
         # is only closed after the poll batch, so without this the loop
@@ -440,8 +439,10 @@ class SocketChannel(Channel):
                 else:
                     # Not reading now (auto-read off): leave epoll so the
                     # hang-up cannot spin the loop; _begin_read returns.
+                    # Unwatched, not removed: the loop must still know
+                    # the channel, or shutdown would never close it.
                     self._parked = True
-                    self.loop.remove(self._fd)
+                    self.loop.unwatch(self._fd)
         if events & EPOLLOUT and self._outbound is not None:
             self._write_ready()
 

@@ -204,7 +204,16 @@ class EventLoop(Scheduler):
             try:
                 self._epoll.unregister(fd)
             except OSError:
-                pass  # already closed: the kernel dropped it itself
+                pass  # closed (the kernel dropped it itself) or unwatched
+
+    def unwatch(self, fd: int) -> None:
+        """Stop polling ``fd`` but keep its handler registered, so that
+        ``handlers()`` (and so shutdown) still finds it; ``add_reader``
+        watches it again, ``remove`` forgets it."""
+        try:
+            self._epoll.unregister(fd)
+        except OSError:
+            pass  # already unwatched, or closed
 
     def close_socket_later(self, sock: socket.socket) -> None:
         """Close ``sock`` once the current poll batch is dispatched."""
@@ -216,7 +225,9 @@ class EventLoop(Scheduler):
     def handlers(self) -> list[IOHandler]:
         """Every registered I/O handler (channels), for shutdown and tests."""
         return [
-            h for h in self._handlers.values() if not isinstance(h, _WakeHandler)
+            h
+            for h in self._handlers.values()
+            if not isinstance(h, _WakeHandler)
         ]
 
     # -- other threads -------------------------------------------------------
@@ -269,10 +280,13 @@ class EventLoop(Scheduler):
         return future.result()
 
     def stop(self) -> None:
-        """Stop after the current turn. Safe from other threads too."""
+        """Stop after the current turn. Safe from other threads and from
+        signal handlers too."""
         self._stopping = True
-        if not self.in_loop_thread():
-            self.submit(lambda: None)
+        # Wake the poll even from the loop's own thread: a signal handler
+        # runs there, and Python retries a poll the signal interrupted
+        # with its old timeout (PEP 475), which may be "forever".
+        self.submit(lambda: None)
 
     def _run_once(self) -> None:
         timeout = 0.0 if self._stopping else self._next_timeout()
