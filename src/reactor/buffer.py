@@ -94,7 +94,7 @@ class ByteBuf:
         buf._writer = len(data)
         return buf
 
-    # -- indexes ----------------------------------------------------------
+    # -- indexes --------------------------------------------------------------
 
     @property
     def reader_index(self) -> int:
@@ -103,9 +103,7 @@ class ByteBuf:
     @reader_index.setter
     def reader_index(self, index: int) -> None:
         if not 0 <= index <= self._writer:
-            raise IndexError(
-                f"reader_index {index} outside 0..{self._writer}"
-            )
+            raise IndexError(f"reader_index {index} outside 0..{self._writer}")
         self._reader = index
 
     @property
@@ -141,7 +139,7 @@ class ByteBuf:
         """Forget all content; the storage is kept, not zeroed."""
         self._reader = self._writer = 0
 
-    # -- zero-copy views --------------------------------------------------
+    # -- zero-copy views ------------------------------------------------------
 
     def view(self) -> memoryview:
         """A zero-copy view of the readable bytes; indexes do not move."""
@@ -173,7 +171,7 @@ class ByteBuf:
             raise IndexError(f"cannot advance writer by {count}")
         self._writer += count
 
-    # -- reading ----------------------------------------------------------
+    # -- reading --------------------------------------------------------------
 
     def skip_bytes(self, count: int) -> None:
         self._check_range(self._reader, count, self._writer)
@@ -219,7 +217,9 @@ class ByteBuf:
         self._check_range(index, 1, self._writer)
         return self._data[index]
 
-    def get_uint(self, index: int, length: int, big_endian: bool = True) -> int:
+    def get_uint(
+        self, index: int, length: int, big_endian: bool = True
+    ) -> int:
         """An unsigned integer of ``length`` bytes at ``index``."""
         self._check_range(index, length, self._writer)
         return int.from_bytes(
@@ -234,7 +234,7 @@ class ByteBuf:
         value: int = codec.unpack_from(self._data, start)[0]
         return value
 
-    # -- writing ----------------------------------------------------------
+    # -- writing --------------------------------------------------------------
 
     def write_bytes(self, data: BytesLike) -> None:
         count = len(data)
@@ -285,7 +285,7 @@ class ByteBuf:
         codec.pack_into(self._data, self._writer, value)
         self._writer += codec.size
 
-    # -- capacity and compaction -------------------------------------------
+    # -- capacity and compaction ----------------------------------------------
 
     def ensure_writable(self, count: int) -> None:
         """Make room for ``count`` more bytes after ``writer_index``."""
@@ -334,7 +334,7 @@ class ByteBuf:
             data.extend(bytes(capacity - (end - start)))
         self._reader, self._writer = 0, end - start
 
-    # -- misc -------------------------------------------------------------
+    # -- misc -----------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
         """A copy of the readable bytes; indexes do not move."""

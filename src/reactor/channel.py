@@ -170,7 +170,7 @@ class Channel:
         # that idle handlers need no per-read or per-write work.
         self.last_read_time = self.last_write_time = loop.now
 
-    # -- state -----------------------------------------------------------------
+    # -- state ----------------------------------------------------------------
 
     @property
     def is_active(self) -> bool:
@@ -256,7 +256,7 @@ class Channel:
         else:
             self._stop_reading()
 
-    # -- operations: they enter the pipeline at the tail ------------------------
+    # -- operations: they enter the pipeline at the tail ----------------------
 
     def write(self, msg: Any, promise: Future | None = None) -> None:
         self.pipeline.tail.write(msg, promise)
@@ -274,7 +274,7 @@ class Channel:
     def read(self) -> None:
         self.pipeline.tail.read()
 
-    # -- transport hooks (the head context calls these) -------------------------
+    # -- transport hooks (the head context calls these) -----------------------
 
     def _write_after_close(self, msg: Any, promise: Future | None) -> None:
         """A write that reached the head after the channel closed."""
@@ -352,7 +352,7 @@ class SocketChannel(Channel):
         self._writing = False  # inside _write_flushed (see there)
         self._remote = remote
 
-    # -- lifecycle ----------------------------------------------------------------
+    # -- lifecycle ------------------------------------------------------------
 
     def register(self) -> None:
         """Join the loop; fires registered, then active (and reads)."""
@@ -396,7 +396,7 @@ class SocketChannel(Channel):
                 return None
         return self._remote
 
-    # -- interest -------------------------------------------------------------------
+    # -- interest -------------------------------------------------------------
 
     def _set_interest(self, events: int) -> None:
         if events != self._events and self._outbound is not None:
@@ -423,7 +423,7 @@ class SocketChannel(Channel):
             self._reading = False
             self._set_interest(self._events & ~_READ_INTEREST)
 
-    # -- events ------------------------------------------------------------------------
+    # -- events ---------------------------------------------------------------
 
     def _handle_events(self, events: int) -> None:
         if self._outbound is None:
@@ -504,7 +504,7 @@ class SocketChannel(Channel):
         else:
             self._close(None)
 
-    # -- writing --------------------------------------------------------------------------
+    # -- writing --------------------------------------------------------------
 
     def _flush_outbound(self) -> None:
         out = self._outbound

@@ -111,7 +111,7 @@ class EmbeddedChannel(Channel):
         self.pipeline.fire_channel_active()
         loop.run_pending()
 
-    # -- driving the pipeline --------------------------------------------------
+    # -- driving the pipeline -------------------------------------------------
 
     def write_inbound(self, *msgs: Any) -> bool:
         """Fire each message as a read, then read-complete.
@@ -179,7 +179,7 @@ class EmbeddedChannel(Channel):
         if not self.is_open:
             raise ChannelClosedError(f"{self!r} is closed")
 
-    # -- the in-memory transport ---------------------------------------------
+    # -- the in-memory transport ----------------------------------------------
 
     def _flush_outbound(self) -> None:
         out = self._outbound

@@ -190,7 +190,7 @@ class EventLoop(Scheduler):
         # Statistics, cheap to keep and useful in tests and benchmarks.
         self.poll_count = 0
 
-    # -- registration (used by channels) -------------------------------------
+    # -- registration (used by channels) --------------------------------------
 
     def add_reader(self, fd: int, handler: IOHandler, events: int) -> None:
         self._epoll.register(fd, events)
@@ -230,7 +230,7 @@ class EventLoop(Scheduler):
             if not isinstance(h, _WakeHandler)
         ]
 
-    # -- other threads -------------------------------------------------------
+    # -- other threads --------------------------------------------------------
 
     def submit(self, callback: Callable[..., Any], *args: Any) -> None:
         """Run ``callback(*args)`` on the loop; safe from any thread."""
@@ -258,7 +258,7 @@ class EventLoop(Scheduler):
             callback, args = submitted.popleft()
             self._invoke(callback, args)
 
-    # -- running -------------------------------------------------------------
+    # -- running --------------------------------------------------------------
 
     def run(self) -> None:
         """Run until ``stop()``."""
@@ -317,7 +317,7 @@ class EventLoop(Scheduler):
         if self._ready:
             self._run_ready()
 
-    # -- shutdown ------------------------------------------------------------
+    # -- shutdown -------------------------------------------------------------
 
     def shutdown_gracefully(self, drain_timeout: float = 5.0) -> Future:
         """Stop accepting, let pending writes drain, then close everything.

@@ -32,10 +32,15 @@ from .future import Future
 
 __all__ = ["ChannelClosedError", "OutboundBuffer", "WriteBufferWaterMark"]
 
-try:
-    IOV_MAX: Final = os.sysconf("SC_IOV_MAX")
-except (ValueError, OSError):  # pragma: no cover - every Linux has it
-    IOV_MAX = 1024
+def _iov_max() -> int:
+    try:
+        return os.sysconf("SC_IOV_MAX")
+    except (ValueError, OSError):  # pragma: no cover - Linux has it
+        return 1024
+
+
+# Buffers one sendmsg may take (1024 on Linux).
+IOV_MAX: Final = _iov_max()
 
 # Bytes counted per queued entry on top of its length, for the entry's own
 # memory; Netty uses 96 for its Java entry object.

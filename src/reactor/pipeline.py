@@ -53,7 +53,7 @@ __all__ = [
 
 _log = logging.getLogger("reactor.pipeline")
 
-# -- skip masks -------------------------------------------------------------
+# -- skip masks ---------------------------------------------------------------
 
 M_REGISTERED: Final = 1 << 0
 M_UNREGISTERED: Final = 1 << 1
@@ -94,7 +94,7 @@ class PipelineError(Exception):
     """Our misuse of the pipeline: a duplicate name, a missing handler."""
 
 
-# -- handler base classes -------------------------------------------------
+# -- handler base classes -----------------------------------------------------
 
 
 class ChannelHandler:
@@ -107,6 +107,7 @@ class ChannelHandler:
     # A slot, so that handlers which declare __slots__ stay dict-free
     # (one handler per connection adds up at 10,000 connections).
     __slots__ = ("_in_pipeline",)
+    _in_pipeline: bool
 
     sharable: bool = False
 
@@ -145,9 +146,7 @@ class ChannelInboundHandler(ChannelHandler):
     ) -> None:
         ctx.fire_user_event_triggered(event)
 
-    def channel_writability_changed(
-        self, ctx: ChannelHandlerContext
-    ) -> None:
+    def channel_writability_changed(self, ctx: ChannelHandlerContext) -> None:
         ctx.fire_channel_writability_changed()
 
     def exception_caught(
@@ -185,8 +184,7 @@ class ChannelDuplexHandler(ChannelInboundHandler, ChannelOutboundHandler):
 
 
 _PASS_THROUGH: Final = {
-    name: getattr(ChannelInboundHandler, name)
-    for name, _ in _INBOUND_METHODS
+    name: getattr(ChannelInboundHandler, name) for name, _ in _INBOUND_METHODS
 } | {
     name: getattr(ChannelOutboundHandler, name)
     for name, _ in _OUTBOUND_METHODS
@@ -250,7 +248,7 @@ class ChannelHandlerContext:
     def loop(self) -> Any:
         return self.channel.loop
 
-    # -- inbound ------------------------------------------------------------
+    # -- inbound --------------------------------------------------------------
 
     def fire_channel_registered(self) -> None:
         ctx = self._next_inbound(M_REGISTERED)
@@ -388,9 +386,7 @@ class ChannelHandlerContext:
             ctx = ctx.prev
         return ctx
 
-    def _outbound_failed(
-        self, exc: Exception, promise: Future | None
-    ) -> None:
+    def _outbound_failed(self, exc: Exception, promise: Future | None) -> None:
         if promise is not None and promise.try_set_exception(exc):
             return
         self.pipeline.fire_exception_caught(exc)
@@ -460,9 +456,7 @@ class _TailHandler(ChannelInboundHandler):
     ) -> None:
         pass
 
-    def channel_writability_changed(
-        self, ctx: ChannelHandlerContext
-    ) -> None:
+    def channel_writability_changed(self, ctx: ChannelHandlerContext) -> None:
         pass
 
     def exception_caught(
@@ -482,7 +476,7 @@ _HEAD = _HeadHandler()
 _TAIL = _TailHandler()
 
 
-# -- the pipeline ---------------------------------------------------------------
+# -- the pipeline -------------------------------------------------------------
 
 
 class ChannelPipeline:
@@ -624,7 +618,7 @@ class ChannelPipeline:
             self._call_removed(ctx)
             ctx = prev
 
-    # -- looking up ---------------------------------------------------------------
+    # -- looking up -----------------------------------------------------------
 
     def context(
         self, handler: ChannelHandler | str | type
@@ -721,4 +715,3 @@ class ChannelPipeline:
 
     def __repr__(self) -> str:
         return f"<ChannelPipeline {self.names()} of {self.channel!r}>"
-

@@ -20,8 +20,8 @@ entries. Precision is one tick, which is what heartbeats need.
 from __future__ import annotations
 
 import heapq
-import math
 import logging
+import math
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
@@ -125,7 +125,7 @@ _EPSILON: Final = 1e-9
 class TimingWheel:
     """A hashed timing wheel: many re-armable deadlines, one tick each."""
 
-    __slots__ = ("_cursor_tick", "_count", "_slots", "tick")
+    __slots__ = ("_count", "_cursor_tick", "_slots", "tick")
 
     def __init__(
         self, tick: float = 0.1, slots: int = 512, now: float = 0.0
@@ -133,9 +133,7 @@ class TimingWheel:
         if tick <= 0 or slots <= 0:
             raise ValueError("tick and slots must be positive")
         self.tick = tick
-        self._slots: list[dict[WheelEntry, None]] = [
-            {} for _ in range(slots)
-        ]
+        self._slots: list[dict[WheelEntry, None]] = [{} for _ in range(slots)]
         self._count = 0
         # The tick number up to which the wheel has expired entries.
         self._cursor_tick = math.floor(now / tick + _EPSILON)

@@ -184,7 +184,7 @@ class LoopDriver:
         # stay reachable here after close empties the pipeline.
         self.handlers_of: dict[SocketChannel, list[ChannelHandler]] = {}
 
-    # -- turning the loop ---------------------------------------------------
+    # -- turning the loop -----------------------------------------------------
 
     def turn(self, max_wait: float = 0.002) -> None:
         """Pump the peers, then run one loop turn that blocks at most
@@ -224,7 +224,7 @@ class LoopDriver:
         loop.run()
         return loop.poll_count - before
 
-    # -- building connections -----------------------------------------------
+    # -- building connections -------------------------------------------------
 
     def serve(
         self,
@@ -290,7 +290,7 @@ class LoopDriver:
         peer = self.peer(server.local_address, rcvbuf=rcvbuf)
         return self.accept(server), peer
 
-    # -- teardown ---------------------------------------------------------
+    # -- teardown -------------------------------------------------------------
 
     def close(self) -> None:
         for peer in self.peers:

@@ -25,7 +25,7 @@ class Tag(ChannelInboundHandler):
 
     def channel_read(self, ctx, msg):
         self.log.append(f"{self.name}:read")
-        ctx.fire_channel_read(msg + (self.name,))
+        ctx.fire_channel_read((*msg, self.name))
 
 
 class OutTag(ChannelOutboundHandler):
@@ -35,7 +35,7 @@ class OutTag(ChannelOutboundHandler):
 
     def write(self, ctx, msg, promise):
         self.log.append(f"{self.name}:write")
-        ctx.write(msg + (self.name,), promise)
+        ctx.write((*msg, self.name), promise)
 
 
 class Recorder(ChannelInboundHandler):
@@ -193,7 +193,7 @@ def test_handler_removes_itself_while_the_event_travels():
     class Once(ChannelInboundHandler):
         def channel_read(self, ctx, msg):
             ctx.pipeline.remove(self)
-            ctx.fire_channel_read(msg + ("once",))
+            ctx.fire_channel_read((*msg, "once"))
 
     ch = EmbeddedChannel(Once(), Tag("after"))
     ch.write_inbound(())

@@ -78,7 +78,7 @@ def read_line(stream: Any, deadline: float) -> str:
     return line.decode().strip()
 
 
-# -- 1. echo, lifecycle, close ---------------------------------------------
+# -- 1. echo, lifecycle, close ------------------------------------------------
 
 
 def test_echo_between_our_client_and_our_server(drive, recorder):
@@ -221,7 +221,7 @@ def test_half_closure_keeps_the_channel_open_for_writing(drive, recorder):
     assert record.count("inactive") == 1
 
 
-# -- 9. graceful shutdown ---------------------------------------------------
+# -- 9. graceful shutdown -----------------------------------------------------
 
 
 class Blast(ChannelInboundHandler):
@@ -296,7 +296,7 @@ def test_graceful_shutdown_gives_up_on_a_peer_that_never_reads(
     assert drive.handler(channel, recorder).count("inactive") == 1
 
 
-# -- 8. worker processes on one port ----------------------------------------
+# -- 8. worker processes on one port ------------------------------------------
 
 WORKERS_SCRIPT = textwrap.dedent(
     """
@@ -376,7 +376,7 @@ def test_two_workers_share_one_port_and_exit_on_sigterm():
                 proc.wait()
 
 
-# -- 10. submit from other threads ------------------------------------------
+# -- 10. submit from other threads --------------------------------------------
 
 
 @pytest.fixture

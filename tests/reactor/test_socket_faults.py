@@ -78,7 +78,7 @@ def loop_errors(caplog: Any) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "reactor.loop"]
 
 
-# -- 3. EPOLLHUP / EPOLLERR in any combination ------------------------------
+# -- 3. EPOLLHUP / EPOLLERR in any combination --------------------------------
 
 
 @pytest.mark.parametrize("peer_end", ["close", "reset"])
@@ -284,7 +284,7 @@ def test_write_to_a_reset_peer_fails_the_write(drive, recorder):
     assert drive.handler(channel, recorder).count("inactive") == 1
 
 
-# -- 5. a peer that never reads: watermarks ----------------------------------
+# -- 5. a peer that never reads: watermarks -----------------------------------
 
 WATER_MARK = WriteBufferWaterMark(low=32 * 1024, high=64 * 1024)
 
@@ -461,7 +461,7 @@ def test_descriptor_of_a_channel_closed_mid_batch_is_not_reused(drive):
     assert newcomer.sock.fileno() != seen["fd"]
 
 
-# -- 6. EMFILE while accepting -----------------------------------------------
+# -- 6. EMFILE while accepting ------------------------------------------------
 
 EMFILE_SCRIPT = textwrap.dedent(
     """

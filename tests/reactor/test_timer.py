@@ -16,7 +16,7 @@ class Clock:
 
 
 class Entry:
-    __slots__ = ("_wheel_tick", "_wheel_slot", "fired", "name")
+    __slots__ = ("_wheel_slot", "_wheel_tick", "fired", "name")
 
     def __init__(self, name=""):
         self.name = name

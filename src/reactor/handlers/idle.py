@@ -67,8 +67,8 @@ class IdleStateHandler(ChannelInboundHandler):
     __slots__ = (
         "_ctx",
         "_first",
-        "_wheel_tick",
         "_wheel_slot",
+        "_wheel_tick",
         "all_idle",
         "reader_idle",
         "writer_idle",
@@ -89,7 +89,7 @@ class IdleStateHandler(ChannelInboundHandler):
         self._wheel_slot = NOT_ON_WHEEL
         self._wheel_tick = 0
 
-    # -- lifecycle --------------------------------------------------------------
+    # -- lifecycle ------------------------------------------------------------
 
     def handler_added(self, ctx: ChannelHandlerContext) -> None:
         if ctx.channel.is_active:
@@ -111,8 +111,11 @@ class IdleStateHandler(ChannelInboundHandler):
             return
         self._ctx = ctx
         shortest = min(
-            (t for t in (self.reader_idle, self.writer_idle, self.all_idle)
-             if t > 0),
+            (
+                t
+                for t in (self.reader_idle, self.writer_idle, self.all_idle)
+                if t > 0
+            ),
             default=0.0,
         )
         if shortest:
@@ -124,7 +127,7 @@ class IdleStateHandler(ChannelInboundHandler):
         if ctx is not None:
             ctx.channel.loop.wheel.cancel(self)
 
-    # -- the deadline -------------------------------------------------------------
+    # -- the deadline ---------------------------------------------------------
 
     def on_wheel_timeout(self, now: float) -> None:
         ctx = self._ctx
