@@ -32,6 +32,7 @@ from .future import Future
 
 __all__ = ["ChannelClosedError", "OutboundBuffer", "WriteBufferWaterMark"]
 
+
 def _iov_max() -> int:
     try:
         return os.sysconf("SC_IOV_MAX")
