@@ -38,6 +38,7 @@ import itertools
 import logging
 import select
 import socket
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -350,6 +351,9 @@ class SocketChannel(Channel):
         self._input_shutdown = False
         self._parked = False  # off epoll after a hang-up while not reading
         self._writing = False  # inside _write_flushed (see there)
+        if remote is not None:
+            # Interned: 10,000 clients from one address share one string.
+            remote = (sys.intern(remote[0]), *remote[1:])
         self._remote = remote
 
     # -- lifecycle ------------------------------------------------------------

@@ -488,11 +488,13 @@ class ChannelPipeline:
     fired from inside it already reach it.
     """
 
-    __slots__ = ("_names", "channel", "head", "tail")
+    # No name index: pipelines hold a handful of handlers, a walk finds a
+    # name as fast as a dict would, and a dict per connection would cost
+    # about 180 bytes of every idle connection's memory.
+    __slots__ = ("channel", "head", "tail")
 
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
-        self._names: dict[str, ChannelHandlerContext] | None = None
         self.head = ChannelHandlerContext(self, "head", _HEAD)
         self.tail = ChannelHandlerContext(self, "tail", _TAIL)
         self.head._mask = M_ALL_OUTBOUND | M_ALL_INBOUND
@@ -561,16 +563,12 @@ class ChannelPipeline:
                 f"{type(handler).__name__} is not sharable and is already "
                 "in a pipeline; create a new instance per channel"
             )
-        names = self._names
-        if names is None:
-            names = self._names = {}
         name = name or self._generate_name(handler)
-        if name in names:
+        if self._find_name(name) is not None:
             raise PipelineError(f"duplicate handler name {name!r}")
         ctx = ChannelHandlerContext(self, name, handler)
         if not handler.sharable:
             handler._in_pipeline = True
-        names[name] = ctx
         ctx.prev, ctx.next = after, after.next
         after.next.prev = ctx
         after.next = ctx
@@ -586,9 +584,8 @@ class ChannelPipeline:
     def _unlink(self, ctx: ChannelHandlerContext) -> None:
         if ctx is self.head or ctx is self.tail:
             raise PipelineError("head and tail cannot be removed")
-        if self._names is None or self._names.get(ctx.name) is not ctx:
+        if self._find_name(ctx.name) is not ctx:
             raise PipelineError(f"{ctx.name!r} is not in this pipeline")
-        del self._names[ctx.name]
         ctx.prev.next = ctx.next
         ctx.next.prev = ctx.prev
         # ctx keeps its own links so an event inside it can move on.
@@ -604,10 +601,15 @@ class ChannelPipeline:
     def _generate_name(self, handler: ChannelHandler) -> str:
         base = type(handler).__name__
         n = 0
-        names = self._names or {}
-        while f"{base}#{n}" in names:
+        while self._find_name(f"{base}#{n}") is not None:
             n += 1
         return f"{base}#{n}"
+
+    def _find_name(self, name: str) -> ChannelHandlerContext | None:
+        for ctx in self._contexts():
+            if ctx.name == name:
+                return ctx
+        return None
 
     def destroy(self) -> None:
         """Remove every handler, tail side first (after the channel closed)."""
@@ -625,7 +627,7 @@ class ChannelPipeline:
     ) -> ChannelHandlerContext | None:
         """The context of a handler given by name, instance or class."""
         if isinstance(handler, str):
-            return (self._names or {}).get(handler)
+            return self._find_name(handler)
         for ctx in self._contexts():
             if ctx.handler is handler or (
                 isinstance(handler, type) and isinstance(ctx.handler, handler)
