@@ -223,9 +223,7 @@ class _Connector:
         )
 
 
-def serve_in_workers(
-    workers: int, serve: Callable[[int], None], *, drain: float = 5.0
-) -> int:
+def serve_in_workers(workers: int, serve: Callable[[int], None]) -> int:
     """Run ``serve(worker_index)`` in ``workers`` forked processes.
 
     The parent waits, forwards SIGINT/SIGTERM to the workers (each should
