@@ -143,7 +143,11 @@ class ByteBuf:
 
     def view(self) -> memoryview:
         """A zero-copy view of the readable bytes; indexes do not move."""
-        return memoryview(self._data)[self._reader : self._writer]
+        data = self._data
+        if self._reader == 0 and self._writer == len(data):
+            # What a socket read gives: one object instead of two.
+            return memoryview(data)
+        return memoryview(data)[self._reader : self._writer]
 
     def slice(self, index: int, length: int) -> memoryview:
         """A zero-copy view of ``length`` bytes at absolute ``index``."""

@@ -68,6 +68,8 @@ M_OUT_READ: Final = 1 << 9
 M_WRITE: Final = 1 << 10
 M_FLUSH: Final = 1 << 11
 M_CLOSE: Final = 1 << 12
+# Only the head has this bit: it marks where operations reach the transport.
+M_TRANSPORT: Final = 1 << 13
 M_ALL_INBOUND: Final = (1 << 9) - 1
 M_ALL_OUTBOUND: Final = M_OUT_READ | M_WRITE | M_FLUSH | M_CLOSE
 
@@ -345,6 +347,13 @@ class ChannelHandlerContext:
         while not ctx._mask & M_WRITE:
             ctx = ctx.prev
         try:
+            if ctx._mask & M_TRANSPORT:
+                # The head's write is "queue in the outbound buffer"; doing
+                # it here saves a call on the path every message takes.
+                out = self.channel._outbound
+                if out is not None:
+                    out.add(msg, promise)
+                    return
             ctx.handler.write(ctx, msg, promise)  # type: ignore[attr-defined]
         except Exception as exc:
             ctx._outbound_failed(exc, promise)
@@ -497,7 +506,7 @@ class ChannelPipeline:
         self.channel = channel
         self.head = ChannelHandlerContext(self, "head", _HEAD)
         self.tail = ChannelHandlerContext(self, "tail", _TAIL)
-        self.head._mask = M_ALL_OUTBOUND | M_ALL_INBOUND
+        self.head._mask = M_ALL_OUTBOUND | M_ALL_INBOUND | M_TRANSPORT
         self.tail._mask = M_ALL_INBOUND
         self.head.next = self.tail
         self.tail.prev = self.head
