@@ -458,7 +458,7 @@ class SocketChannel(Channel):
         loop = self.loop
         recv_buffer = loop.recv_buffer
         recv_into = self.sock.recv_into
-        pipeline = self.pipeline
+        head = self.pipeline.head
         sizer = self._read_size
         if sizer is None:
             # Created on the first read: idle connections never pay for it.
@@ -481,19 +481,19 @@ class SocketChannel(Channel):
                 end_of_input = True
                 break
             total += count
-            pipeline.fire_channel_read(ByteBuf.adopt(recv_buffer[:count]))
+            head.fire_channel_read(ByteBuf.adopt(recv_buffer[:count]))
             if count < size or not self._reading:
                 break  # the socket is (probably) drained, or we paused
         if total:
             self.last_read_time = loop.now
             sizer.record(total)
-            pipeline.fire_channel_read_complete()
+            head.fire_channel_read_complete()
         if not self._auto_read and self._read_once:
             self._read_once = False
             self._stop_reading()
         if failure is not None:
             if self._outbound is not None:
-                pipeline.fire_exception_caught(failure)
+                head.fire_exception_caught(failure)
                 self._close(failure)
         elif end_of_input:
             self._input_ended()
@@ -535,11 +535,11 @@ class SocketChannel(Channel):
         # round, so what they flushed is sent by this call.
         self._writing = True
         try:
-            self._write_flushed_now(out)
+            self._write_quantum(out)
         finally:
             self._writing = False
 
-    def _write_flushed_now(self, out: OutboundBuffer) -> None:
+    def _write_quantum(self, out: OutboundBuffer) -> None:
         sock = self.sock
         for _ in range(WRITE_SPIN_COUNT):
             buffers, offered = out.gather(MAX_BYTES_PER_GATHERING_WRITE)

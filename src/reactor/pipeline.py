@@ -361,7 +361,10 @@ class ChannelHandlerContext:
     def flush(self) -> None:
         ctx = self._next_outbound(M_FLUSH)
         try:
-            ctx.handler.flush(ctx)  # type: ignore[attr-defined]
+            if ctx._mask & M_TRANSPORT:
+                self.channel._flush_outbound()  # the head's flush, inline
+            else:
+                ctx.handler.flush(ctx)  # type: ignore[attr-defined]
         except Exception as exc:
             ctx._outbound_failed(exc, None)
 
