@@ -757,7 +757,7 @@ def run_all(
         for name in settings.servers:
             if name in skipped:
                 continue
-            label = f"[{repetition}/{settings.repeat}] {name:<8}"
+            label = f"[{repetition}/{settings.repeat}] {name:<11}"
             try:
                 result = run_quietly(name, repetition, settings, binary)
             except ServerUnavailable as error:
@@ -895,12 +895,12 @@ def print_load_report(summaries: dict[str, dict[str, float]]) -> None:
 def print_rate_table(summaries: dict[str, dict[str, float]]) -> None:
     reference = summaries.get(REFERENCE_SERVER, {})
     say(
-        f"{'server':<8} {'frames/s':>10} {'p50 us':>8} {'p99 us':>8}"
+        f"{'server':<11} {'frames/s':>10} {'p50 us':>8} {'p99 us':>8}"
         f" {'p99.9 us':>9} {'x rate':>7} {'x p99':>7}"
     )
     for name, s in summaries.items():
         say(
-            f"{name:<8} {s['frames_per_s']:>10,.0f} {s['p50_us']:>8,.0f}"
+            f"{name:<11} {s['frames_per_s']:>10,.0f} {s['p50_us']:>8,.0f}"
             f" {s['p99_us']:>8,.0f} {s['p999_us']:>9,.0f}"
             f" {ratio(s['frames_per_s'], reference.get('frames_per_s')):>7}"
             f" {ratio(s['p99_us'], reference.get('p99_us')):>7}"
@@ -913,7 +913,7 @@ def pair(first: float, second: float) -> str:
 
 def print_resource_table(summaries: dict[str, dict[str, float]]) -> None:
     say(
-        f"{'server':<8} {'server CPU %':>13} {'RSS MiB':>8}"
+        f"{'server':<11} {'server CPU %':>13} {'RSS MiB':>8}"
         f" {'loadgen CPU %':>14} {'other % (max)':>14}"
     )
     for name, s in summaries.items():
@@ -926,7 +926,7 @@ def print_resource_table(summaries: dict[str, dict[str, float]]) -> None:
             s["max_other_on_loadgen_cpu_percent"],
         )
         say(
-            f"{name:<8} {server:>13} {mib(s['server_rss_bytes']):>8.1f}"
+            f"{name:<11} {server:>13} {mib(s['server_rss_bytes']):>8.1f}"
             f" {loadgen:>14} {other:>14}"
         )
 
@@ -968,14 +968,14 @@ def print_idle_report(
     say("")
     say(f"{connections:,} idle connections, medians of the runs")
     say(
-        f"{'server':<8} {'RSS before MiB':>14} {'RSS after MiB':>13}"
+        f"{'server':<11} {'RSS before MiB':>14} {'RSS after MiB':>13}"
         f" {'bytes/conn':>10} {'x uvloop':>8}"
     )
     reference_cost = reference.get("bytes_per_connection")
     for name, s in summaries.items():
         per_connection = s["bytes_per_connection"]
         say(
-            f"{name:<8} {mib(s['rss_before_bytes']):>14.1f}"
+            f"{name:<11} {mib(s['rss_before_bytes']):>14.1f}"
             f" {mib(s['rss_after_bytes']):>13.1f}"
             f" {per_connection:>10,.0f}"
             f" {ratio(per_connection, reference_cost):>8}"
