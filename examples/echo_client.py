@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=64, help="payload bytes")
     args = parser.parse_args(argv)
+    if args.count < 1:
+        parser.error("--count must be at least 1")
+    if args.size < 0:
+        parser.error("--size must be at least 0")
 
     # A few distinct payloads, so a mixed-up echo would be noticed.
     frames = [
@@ -106,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         echoed = loop.run_until_complete(done)
+    except OSError as exc:
+        print(f"echo_client: {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
     finally:
         loop.close()
     elapsed = time.perf_counter() - started

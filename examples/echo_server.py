@@ -36,7 +36,14 @@ MAX_FRAME_LENGTH = 1024 * 1024
 
 
 class EchoHandler(ChannelInboundHandler):
-    """Writes every frame back; flushes once per batch of reads."""
+    """Writes every frame back; flushes once per batch of reads.
+
+    A client that sends without reading would make the server queue its
+    echoes without end. So the handler stops reading from a channel
+    whose output is above the high watermark, and reads again once it
+    drained below the low one: memory stays bounded by the watermarks,
+    and the client's own sends block on a full TCP window instead.
+    """
 
     sharable = True  # holds no per-channel state
 
@@ -46,10 +53,15 @@ class EchoHandler(ChannelInboundHandler):
     def channel_read_complete(self, ctx: ChannelHandlerContext) -> None:
         ctx.flush()
 
+    def channel_writability_changed(self, ctx: ChannelHandlerContext) -> None:
+        channel = ctx.channel
+        channel.auto_read = channel.is_writable
+        ctx.fire_channel_writability_changed()
+
     def exception_caught(
         self, ctx: ChannelHandlerContext, exc: BaseException
     ) -> None:
-        log.info("%r closing: %s", ctx.channel, exc)
+        log.warning("%r closing: %s", ctx.channel, exc)
         ctx.close()
 
 
@@ -69,26 +81,38 @@ def init_channel(channel: SocketChannel) -> None:
     ).add_last(ECHO, "echo")
 
 
-def serve(host: str, port: int, reuse_port: bool, announce: bool) -> None:
+def serve(host: str, port: int, reuse_port: bool, announce: bool) -> int:
+    """Run one server loop until a stop signal; 1 if it cannot listen."""
     loop = EventLoop()
-    server = (
-        ServerBootstrap(loop)
-        .child_initializer(init_channel)
-        .bind(host, port, reuse_port=reuse_port)
-    )
+    try:
+        server = (
+            ServerBootstrap(loop)
+            .child_initializer(init_channel)
+            .bind(host, port, reuse_port=reuse_port)
+        )
+    except OSError as exc:
+        loop.close()
+        return cannot_listen(host, port, exc)
+    # Ready for SIGTERM before saying so: whoever reads the announcement
+    # may stop us at once.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, loop.shutdown_gracefully, 5.0)
     if announce:
         bound_host, bound_port = server.local_address[:2]
         print(f"listening on {bound_host}:{bound_port}", flush=True)
-
-    def shut_down(signum: int, frame: Any) -> None:
-        loop.submit(loop.shutdown_gracefully, 5.0)
-
-    signal.signal(signal.SIGTERM, shut_down)
-    signal.signal(signal.SIGINT, shut_down)
     try:
         loop.run()
     finally:
         loop.close()
+    return 0
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> int:
+    print(
+        f"echo_server: cannot listen on {host}:{port}: {exc.strerror}",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,17 +124,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
     if args.workers == 1:
-        serve(args.host, args.port, reuse_port=False, announce=True)
-        return 0
+        return serve(args.host, args.port, reuse_port=False, announce=True)
     # Fix the port number before forking so that every worker binds the
     # same one, even when --port 0 asks for any free port.
-    reserved = reserve_port(args.host, args.port)
+    try:
+        reserved = reserve_port(args.host, args.port)
+    except OSError as exc:
+        return cannot_listen(args.host, args.port, exc)
     port = reserved.getsockname()[1]
 
     def worker(index: int) -> None:
         reserved.close()
-        serve(args.host, port, reuse_port=True, announce=index == 0)
+        status = serve(args.host, port, reuse_port=True, announce=index == 0)
+        if status:
+            raise SystemExit(status)
 
     status = serve_in_workers(args.workers, worker)
     reserved.close()

@@ -235,36 +235,51 @@ def serve_in_workers(workers: int, serve: Callable[[int], None]) -> int:
     if workers == 1:
         serve(0)
         return 0
-    children = []
-    for index in range(workers):
-        pid = os.fork()
-        if pid == 0:  # the worker
-            status = 0
-            try:
-                serve(index)
-            except BaseException:
-                _log.exception("worker %d failed", index)
-                status = 1
-            finally:
-                os._exit(status)
-        children.append(pid)
+    stop_signals = (signal.SIGINT, signal.SIGTERM)
+    children: list[int] = []
+    forwarded: set[int] = set()
 
     def forward(signum: int, frame: Any) -> None:
+        forwarded.add(signum)
         for child in children:
             try:
                 os.kill(child, signum)
             except ProcessLookupError:
                 pass
 
-    previous = {
-        sig: signal.signal(sig, forward)
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
+    # Stop signals are held back until ``forward`` is in place: one that
+    # came while forking would kill the parent (default action) and
+    # orphan the workers already forked. Unblocking delivers it, so it
+    # is forwarded to every worker. (Found by tests/e2e, which stop a
+    # server the moment it announces itself.)
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    try:
+        for index in range(workers):
+            pid = os.fork()
+            if pid == 0:  # the worker
+                status = 0
+                try:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+                    serve(index)
+                except BaseException:
+                    _log.exception("worker %d failed", index)
+                    status = 1
+                finally:
+                    os._exit(status)
+            children.append(pid)
+        previous = {sig: signal.signal(sig, forward) for sig in stop_signals}
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     status = 0
     try:
         for child in children:
             _, code = os.waitpid(child, 0)
             exit_code = os.waitstatus_to_exitcode(code)
+            if -exit_code in forwarded:
+                # Killed by the signal we forwarded, before its own
+                # handler was installed: it was still starting, and it
+                # stopped as asked. Not a failure.
+                exit_code = 0
             if exit_code and not status:
                 status = exit_code
     finally:

@@ -84,6 +84,10 @@ WRITE_SPIN_COUNT: Final = 16
 # only makes the kernel walk buffers it will not take.
 MAX_BYTES_PER_GATHERING_WRITE: Final = 1024 * 1024
 
+# Reads of unread input thrown away before a graceful close (see
+# close_gracefully): 64 x 256 KiB covers any socket receive buffer.
+DISCARD_READS_ON_CLOSE: Final = 64
+
 _ids = itertools.count(1)
 
 # Channel states: open; closing (output dropped, events not yet fired);
@@ -421,6 +425,37 @@ class SocketChannel(Channel):
         if not self._reading:
             self._reading = True
             self._set_interest(self._events | _READ_INTEREST)
+
+    def close_gracefully(self) -> Future:
+        """Close so that what the kernel still holds for the peer arrives.
+
+        Closing a socket whose receive queue holds unread bytes makes the
+        kernel send a reset instead of a FIN, and a reset makes the peer
+        drop what it has not read yet: replies already written would be
+        lost. So unread input is read and thrown away first (bounded:
+        this is for shutdown, after input was stopped).
+        """
+        if self._outbound is not None:
+            scratch = self.loop.recv_buffer
+            for _ in range(DISCARD_READS_ON_CLOSE):
+                try:
+                    if not self.sock.recv_into(scratch):
+                        break
+                except OSError:
+                    break  # drained (EAGAIN) or already broken
+        return self.close()
+
+    def shutdown_input(self) -> None:
+        """Stop reading for good; output keeps working.
+
+        What the peer sends from now on stays unread. Graceful shutdown
+        uses it so that draining replies does not take in new requests
+        (an echo would otherwise keep answering while it drains).
+        """
+        if self._outbound is None or self._input_shutdown:
+            return
+        self._input_shutdown = True
+        self._stop_reading()
 
     def _stop_reading(self) -> None:
         if self._reading:

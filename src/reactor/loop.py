@@ -48,6 +48,7 @@ import collections
 import logging
 import os
 import select
+import signal
 import socket
 import threading
 import time
@@ -187,6 +188,7 @@ class EventLoop(Scheduler):
         self._epoll.register(self._wake_fd, select.EPOLLIN)
         self._handlers[self._wake_fd] = _WakeHandler(self)
         self._closed = False
+        self._signals: _SignalHandler | None = None
         # Statistics, cheap to keep and useful in tests and benchmarks.
         self.poll_count = 0
 
@@ -322,7 +324,8 @@ class EventLoop(Scheduler):
     def shutdown_gracefully(self, drain_timeout: float = 5.0) -> Future:
         """Stop accepting, let pending writes drain, then close everything.
 
-        Phase 1 closes listening channels. Phase 2 flushes every channel
+        Phase 1 closes listening channels and stops every channel's
+        input (no new requests are read). Phase 2 flushes every channel
         and waits until their output is written, or ``drain_timeout``
         passes. Phase 3 closes every channel and stops the loop. Returns
         a future that completes when phase 3 is done.
@@ -332,6 +335,8 @@ class EventLoop(Scheduler):
         for handler in self.handlers():
             if getattr(handler, "is_server", False):
                 handler.close()  # type: ignore[attr-defined]
+            elif hasattr(handler, "shutdown_input"):
+                handler.shutdown_input()
         for handler in self.handlers():
             flush = getattr(handler, "flush", None)
             if flush is not None:
@@ -349,7 +354,8 @@ class EventLoop(Scheduler):
             self.call_later(0.01, self._drain_then_close, deadline, done)
             return
         for handler in self.handlers():
-            close = getattr(handler, "close", None)
+            close = getattr(handler, "close_gracefully", None)
+            close = close or getattr(handler, "close", None)
             if close is not None:
                 close()
         # Inactive/unregistered events run as callbacks: let them run.
@@ -359,11 +365,38 @@ class EventLoop(Scheduler):
         done.try_set_result(None)
         self.stop()
 
+    # -- signals -------------------------------------------------------------
+
+    def add_signal_handler(
+        self, signum: int, callback: Callable[..., Any], *args: Any
+    ) -> None:
+        """Run ``callback(*args)`` on the loop when ``signum`` arrives.
+
+        Main thread only. A Python-level signal handler runs at the
+        interpreter's next bytecode, not when the signal arrives: a
+        signal that lands just before the loop blocks in ``epoll.poll``
+        would wait for the next I/O event, forever on an idle server. So
+        the C-level handler writes the signal number into a socket pair
+        that epoll watches (``signal.set_wakeup_fd``), and the loop reads
+        it and runs the callback like any other event.
+        """
+        if self._signals is None:
+            self._signals = _SignalHandler(self)
+        self._signals.add(signum, callback, args)
+
+    def remove_signal_handler(self, signum: int) -> None:
+        """Restore the default action for ``signum``."""
+        if self._signals is not None:
+            self._signals.remove(signum)
+
     def close(self) -> None:
-        """Release the epoll and wake-up descriptors (loop not running)."""
+        """Release the loop's descriptors (call when it is not running)."""
         if self._closed:
             return
         self._closed = True
+        if self._signals is not None:
+            self._signals.close()
+            self._signals = None
         self._epoll.close()
         os.close(self._wake_fd)
 
@@ -378,3 +411,51 @@ class _WakeHandler:
 
     def _handle_events(self, events: int) -> None:
         self._loop._drain_submitted()
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
+    """The Python-level handler: the work happens in _SignalHandler."""
+
+
+class _SignalHandler:
+    """Turns signals into loop events through a socket pair."""
+
+    __slots__ = ("_callbacks", "_loop", "_reader", "_writer")
+
+    def __init__(self, loop: EventLoop) -> None:
+        self._loop = loop
+        self._callbacks: dict[int, tuple[Callable[..., Any], tuple]] = {}
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+        loop.add_reader(self._reader.fileno(), self, select.EPOLLIN)
+        signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+
+    def add(
+        self, signum: int, callback: Callable[..., Any], args: tuple
+    ) -> None:
+        self._callbacks[signum] = (callback, args)
+        signal.signal(signum, _ignore_signal)
+
+    def remove(self, signum: int) -> None:
+        if self._callbacks.pop(signum, None) is not None:
+            signal.signal(signum, signal.SIG_DFL)
+
+    def _handle_events(self, events: int) -> None:
+        # Each byte is the number of a signal that arrived.
+        try:
+            received = self._reader.recv(4096)
+        except BlockingIOError:
+            return
+        for signum in received:
+            entry = self._callbacks.get(signum)
+            if entry is not None:
+                self._loop.call_soon(entry[0], *entry[1])
+
+    def close(self) -> None:
+        for signum in list(self._callbacks):
+            self.remove(signum)
+        signal.set_wakeup_fd(-1)
+        self._loop.remove(self._reader.fileno())
+        self._reader.close()
+        self._writer.close()
