@@ -317,11 +317,10 @@ WORKERS_SCRIPT = textwrap.dedent(
         ServerBootstrap(loop).child_initializer(
             lambda ch: ch.pipeline.add_last(PidEcho())
         ).bind("127.0.0.1", port, reuse_port=True)
-        # submit, not stop: the handler runs on the loop's own thread,
-        # and only the eventfd ends a poll that has no timeout.
-        signal.signal(
-            signal.SIGTERM,
-            lambda *_: loop.submit(loop.shutdown_gracefully, 1.0),
+        # Through the loop: a plain Python handler can miss a signal that
+        # lands just before the poll blocks (see add_signal_handler).
+        loop.add_signal_handler(
+            signal.SIGTERM, loop.shutdown_gracefully, 1.0
         )
         os.write(1, b"ready %d\\n" % os.getpid())
         loop.run()
