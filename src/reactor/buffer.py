@@ -136,7 +136,15 @@ class ByteBuf:
         return self._writer - self._reader
 
     def clear(self) -> None:
-        """Forget all content; the storage is kept, not zeroed."""
+        """Forget all content; the storage is kept, not zeroed (unless a
+        view of it lives: then it gets fresh storage, see the module doc)."""
+        self._reset()
+
+    def _reset(self) -> None:
+        # Writing from offset 0 again would change the bytes that live
+        # views show; such views keep the old storage instead.
+        if _has_live_views(self._data):
+            self._data = bytearray(len(self._data))
         self._reader = self._writer = 0
 
     # -- zero-copy views ------------------------------------------------------
@@ -309,7 +317,7 @@ class ByteBuf:
         if self._reader == 0:
             return
         if self._reader == self._writer:
-            self._reader = self._writer = 0
+            self._reset()
             return
         self._move_readable(len(self._data))
 
@@ -320,7 +328,7 @@ class ByteBuf:
         half of the capacity is already read, and otherwise does nothing.
         """
         if self._reader == self._writer:
-            self._reader = self._writer = 0
+            self._reset()
         elif self._reader > len(self._data) >> 1:
             self._move_readable(len(self._data))
 

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .buffer import AdaptiveReadSize, ByteBuf
 from .future import Future
+from .loop import RECEIVE_BUFFER_SIZE
 from .outbound import (
     DEFAULT_WATER_MARK,
     ChannelClosedError,
@@ -84,9 +85,10 @@ WRITE_SPIN_COUNT: Final = 16
 # only makes the kernel walk buffers it will not take.
 MAX_BYTES_PER_GATHERING_WRITE: Final = 1024 * 1024
 
-# Reads of unread input thrown away before a graceful close (see
-# close_gracefully): 64 x 256 KiB covers any socket receive buffer.
-DISCARD_READS_ON_CLOSE: Final = 64
+# Read sizes: Netty's defaults (64 bytes at least, 2 KiB to start: more
+# than one Ethernet frame); at most the loop's shared receive buffer.
+MIN_READ_SIZE: Final = 64
+INITIAL_READ_SIZE: Final = 2048
 
 _ids = itertools.count(1)
 
@@ -127,6 +129,12 @@ class ChannelOptions:
         water_mark: WriteBufferWaterMark = DEFAULT_WATER_MARK,
         max_read_size: int = 65536,
     ) -> None:
+        if not MIN_READ_SIZE <= max_read_size <= RECEIVE_BUFFER_SIZE:
+            raise ValueError(
+                f"max_read_size must be in {MIN_READ_SIZE}.."
+                f"{RECEIVE_BUFFER_SIZE} (the loop's receive buffer), "
+                f"got {max_read_size}"
+            )
         self.auto_read = auto_read
         self.allow_half_closure = allow_half_closure
         self.tcp_nodelay = tcp_nodelay
@@ -320,6 +328,7 @@ class SocketChannel(Channel):
         "_events",
         "_fd",
         "_input_shutdown",
+        "_lingering",
         "_options",
         "_parked",
         "_read_once",
@@ -353,6 +362,7 @@ class SocketChannel(Channel):
         self._reading = False
         self._read_once = False
         self._input_shutdown = False
+        self._lingering = False  # closing gracefully (close_gracefully)
         self._parked = False  # off epoll after a hang-up while not reading
         self._writing = False  # inside _write_flushed (see there)
         if remote is not None:
@@ -364,6 +374,8 @@ class SocketChannel(Channel):
 
     def register(self) -> None:
         """Join the loop; fires registered, then active (and reads)."""
+        if self._state != OPEN:
+            return  # the initializer closed it (a refused connection)
         self.loop.add_reader(self._fd, self, 0)
         self._registered = True
         self.pipeline.fire_channel_registered()
@@ -426,26 +438,52 @@ class SocketChannel(Channel):
             self._reading = True
             self._set_interest(self._events | _READ_INTEREST)
 
-    def close_gracefully(self) -> Future:
+    def close_gracefully(self, linger: float = 2.0) -> Future:
         """Close so that what the kernel still holds for the peer arrives.
 
-        Closing a socket whose receive queue holds unread bytes makes the
-        kernel send a reset instead of a FIN, and a reset makes the peer
-        drop what it has not read yet: replies already written would be
-        lost. So unread input is read and thrown away first (bounded:
-        this is for shutdown, after input was stopped).
+        Closing a socket while unread bytes sit in its receive queue, or
+        arrive after the close, makes the kernel answer with a reset, and
+        a reset makes the peer drop whatever it has not read yet: replies
+        already written would be lost. So this is a lingering close: send
+        FIN after the queued bytes (shutdown of the write side), then read
+        and throw away the peer's input until it closes too, or until
+        ``linger`` seconds pass. The returned future completes when the
+        channel is closed.
         """
-        if self._outbound is not None:
-            scratch = self.loop.recv_buffer
-            for _ in range(DISCARD_READS_ON_CLOSE):
-                try:
-                    if not self.sock.recv_into(scratch):
-                        break
-                except OSError:
-                    break  # drained (EAGAIN) or already broken
-        return self.close()
+        if self._outbound is None or self._lingering:
+            return self.close_future
+        if not self._outbound.is_empty():
+            # Output the peer would not take in time: lingering cannot
+            # save it, and a peer that does not read would hold us up.
+            return self.close()
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return self.close()  # already broken: nothing to protect
+        self._lingering = True
+        if self._parked:
+            self._parked = False
+            self.loop.add_reader(self._fd, self, self._events)
+        self._reading = True
+        self._set_interest(_READ_INTEREST)
+        self.loop.call_later(linger, self.close)
+        return self.close_future
 
-    def shutdown_input(self) -> None:
+    def _discard_input(self) -> None:
+        scratch = self.loop.recv_buffer
+        for _ in range(MAX_READS_PER_EVENT):
+            try:
+                if not self.sock.recv_into(scratch):
+                    break  # the peer closed: so can we
+            except BlockingIOError:
+                return
+            except OSError:
+                break  # reset or broken: close now
+        else:
+            return  # more to come; level triggering calls again
+        self._close(None)
+
+    def stop_input(self) -> None:
         """Stop reading for good; output keeps working.
 
         What the peer sends from now on stays unread. Graceful shutdown
@@ -467,6 +505,18 @@ class SocketChannel(Channel):
     def _handle_events(self, events: int) -> None:
         if self._outbound is None:
             return  # closed: a stale event; the socket may be gone too
+        try:
+            self._dispatch_events(events)
+        except Exception as exc:
+            # Our bug, not the peer's: close the channel rather than let
+            # level triggering call us again and again with the same fd.
+            _log.exception("%r: transport error; closing", self)
+            self._close(exc)
+
+    def _dispatch_events(self, events: int) -> None:
+        if self._lingering:
+            self._discard_input()
+            return
         if events & _READABLE:
             if self._reading:
                 self._read_ready()
@@ -497,13 +547,20 @@ class SocketChannel(Channel):
         sizer = self._read_size
         if sizer is None:
             # Created on the first read: idle connections never pay for it.
+            maximum = self._options.max_read_size
             sizer = self._read_size = AdaptiveReadSize(
-                maximum=self._options.max_read_size
+                minimum=MIN_READ_SIZE,
+                initial=min(INITIAL_READ_SIZE, maximum),
+                maximum=maximum,
             )
         size = sizer.guess
         total = 0
         end_of_input = False
         failure = None
+        # A read() asked for while auto-read is off is used up by this
+        # batch; one asked for by the handlers it calls is a new request
+        # and must survive it (Netty's pull pattern).
+        self._read_once = False
         for _ in range(MAX_READS_PER_EVENT):
             try:
                 count = recv_into(recv_buffer, size)
@@ -523,8 +580,7 @@ class SocketChannel(Channel):
             self.last_read_time = loop.now
             sizer.record(total)
             head.fire_channel_read_complete()
-        if not self._auto_read and self._read_once:
-            self._read_once = False
+        if not self._auto_read and not self._read_once:
             self._stop_reading()
         if failure is not None:
             if self._outbound is not None:
@@ -697,7 +753,8 @@ class ServerSocketChannel:
             exc.strerror,
             self.ACCEPT_RETRY_DELAY,
         )
-        self.loop.remove(self._fd)
+        # Unwatched, not removed: shutdown must still find and close it.
+        self.loop.unwatch(self._fd)
         self.loop.call_later(self.ACCEPT_RETRY_DELAY, self._resume_accepting)
 
     def _resume_accepting(self) -> None:
@@ -709,8 +766,7 @@ class ServerSocketChannel:
     def close(self) -> Future:
         if not self._closed:
             self._closed = True
-            if not self._paused:
-                self.loop.remove(self._fd)
+            self.loop.remove(self._fd)
             self.loop.close_socket_later(self.sock)
             self.close_future.try_set_result(None)
         return self.close_future

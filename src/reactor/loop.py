@@ -71,6 +71,10 @@ MAX_EVENTS_PER_POLL: Final = 1024
 # and there is no large allocation per read (see docs/difficulties.md).
 RECEIVE_BUFFER_SIZE: Final = 256 * 1024
 
+# How long graceful shutdown waits, after the drain, for peers to close
+# their side (see SocketChannel.close_gracefully).
+LINGER_ON_SHUTDOWN: Final = 2.0
+
 
 class IOHandler(Protocol):
     """What the loop calls when a registered fd has events."""
@@ -225,17 +229,21 @@ class EventLoop(Scheduler):
             sock.close()
 
     def handlers(self) -> list[IOHandler]:
-        """Every registered I/O handler (channels), for shutdown and tests."""
+        """The registered channels (listening ones too), for shutdown and
+        tests; the loop's own plumbing (wake-up, signals) is left out."""
         return [
             h
             for h in self._handlers.values()
-            if not isinstance(h, _WakeHandler)
+            if not isinstance(h, (_WakeHandler, _SignalHandler))
         ]
 
     # -- other threads --------------------------------------------------------
 
     def submit(self, callback: Callable[..., Any], *args: Any) -> None:
         """Run ``callback(*args)`` on the loop; safe from any thread."""
+        if self._closed:
+            # Its eventfd number may belong to another file by now.
+            raise RuntimeError("the loop is closed")
         self._submitted.append((callback, args))
         if not self._wake_pending:
             self._wake_pending = True
@@ -335,8 +343,8 @@ class EventLoop(Scheduler):
         for handler in self.handlers():
             if getattr(handler, "is_server", False):
                 handler.close()  # type: ignore[attr-defined]
-            elif hasattr(handler, "shutdown_input"):
-                handler.shutdown_input()
+            elif hasattr(handler, "stop_input"):
+                handler.stop_input()
         for handler in self.handlers():
             flush = getattr(handler, "flush", None)
             if flush is not None:
@@ -353,11 +361,22 @@ class EventLoop(Scheduler):
         if pending and self.time() < deadline:
             self.call_later(0.01, self._drain_then_close, deadline, done)
             return
+        closing = []
         for handler in self.handlers():
             close = getattr(handler, "close_gracefully", None)
             close = close or getattr(handler, "close", None)
             if close is not None:
-                close()
+                closing.append(close())
+        self._wait_closed(closing, deadline + LINGER_ON_SHUTDOWN, done)
+
+    def _wait_closed(
+        self, closing: list[Future], deadline: float, done: Future
+    ) -> None:
+        # Lingering closes end when the peer closes too; the deadline
+        # bounds how long a silent peer can hold the shutdown up.
+        if any(not f.done() for f in closing) and self.time() < deadline:
+            self.call_later(0.01, self._wait_closed, closing, deadline, done)
+            return
         # Inactive/unregistered events run as callbacks: let them run.
         self.call_soon(self._finish_shutdown, done)
 

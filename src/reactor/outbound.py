@@ -3,8 +3,10 @@
 ``write()`` only queues; ``flush()`` marks everything queued so far as
 ready and asks the transport to send it. Separating the two is what lets a
 handler answer sixteen requests with sixteen writes and one system call:
-the socket channel sends all flushed entries with a single gathering
-``sendmsg`` (at most ``IOV_MAX`` buffers at a time).
+the socket channel sends the flushed entries with one gathering
+``sendmsg`` (at most ``IOV_MAX`` buffers at a time), after joining runs of
+small entries into one buffer, which then goes through plain ``send``
+(see ``gather``).
 
 Memory is bounded by watermarks. Every queued entry counts its length plus
 a fixed overhead (the entry's own bookkeeping, so that a flood of empty
@@ -81,7 +83,12 @@ DEFAULT_WATER_MARK: Final = WriteBufferWaterMark()
 
 def as_buffer(msg: Any) -> BytesLike:
     """The bytes of an outbound message, without copying when possible."""
-    if isinstance(msg, (bytes, bytearray, memoryview)):
+    if isinstance(msg, memoryview):
+        if msg.itemsize == 1 and msg.ndim == 1:
+            return msg
+        # Sizes are counted in bytes: view other formats as bytes.
+        return msg.cast("B") if msg.c_contiguous else msg.tobytes()
+    if isinstance(msg, (bytes, bytearray)):
         return msg
     if isinstance(msg, ByteBuf):
         return msg.view()
@@ -147,15 +154,31 @@ class OutboundBuffer:
         # This runs once per message: exact type checks before the
         # general conversion, and no more bookkeeping than the watermark
         # needs (a future's position is derived only when there is one).
-        if type(msg) is not memoryview and type(msg) is not bytes:
+        if type(msg) is not bytes and (
+            type(msg) is not memoryview or msg.itemsize != 1
+        ):
             msg = as_buffer(msg)
+        size = len(msg)
+        if not size:
+            # Nothing to send: an empty entry would never be "written"
+            # and would hold up the queue (and spin the write loop).
+            if promise is not None:
+                self._empty_write(promise)
+            return
         self.entries.append(msg)
-        pending = self.pending = self.pending + len(msg) + ENTRY_OVERHEAD
+        pending = self.pending = self.pending + size + ENTRY_OVERHEAD
         if promise is not None:
             self._track(promise)
         if pending > self._high and not self.unwritable:
             self.unwritable = True
             self._on_writability()
+
+    def _empty_write(self, promise: Future) -> None:
+        # Done once everything written before it is: at once if nothing is.
+        if self.entries:
+            self._track(promise)
+        else:
+            promise.try_set_result(None)
 
     def _track(self, promise: Future) -> None:
         # Unwritten bytes are what is pending minus the per-entry

@@ -250,6 +250,10 @@ class ChannelHandlerContext:
     def loop(self) -> Any:
         return self.channel.loop
 
+    # The fire_* methods below are written out one by one on purpose: a
+    # shared helper taking the method name would add a call and a getattr
+    # to every event.
+
     # -- inbound --------------------------------------------------------------
 
     def fire_channel_registered(self) -> None:
@@ -561,6 +565,10 @@ class ChannelPipeline:
         # that a handler forwarding buffered data on removal finds its
         # successor in place.
         self._insert(old_ctx.prev, new, name or old_ctx.name)
+        # Events the old handler fires from handler_removed (a decoder
+        # forwarding its leftover bytes) must reach its successor.
+        new_ctx = old_ctx.prev.next
+        old_ctx.prev = old_ctx.next = new_ctx
         self._call_removed(old_ctx)
         return old_ctx.handler
 

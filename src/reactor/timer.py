@@ -66,7 +66,9 @@ class TimerHeap:
         self._cancelled = 0
 
     def __len__(self) -> int:
-        return len(self._heap) - self._cancelled
+        # Counted, not derived from _cancelled: a handle may have been
+        # cancelled directly, without note_cancelled (only a hint).
+        return sum(1 for handle in self._heap if not handle.cancelled)
 
     def push(
         self, when: float, callback: Callable[..., Any], args: tuple[Any, ...]
@@ -88,7 +90,7 @@ class TimerHeap:
         heap = self._heap
         while heap and heap[0].cancelled:
             heapq.heappop(heap)
-            self._cancelled -= 1
+            self._cancelled = max(0, self._cancelled - 1)
         return heap[0].when if heap else None
 
     def pop_due(self, now: float) -> list[TimerHandle]:
@@ -98,7 +100,7 @@ class TimerHeap:
         while heap and heap[0].when <= now:
             handle = heapq.heappop(heap)
             if handle.cancelled:
-                self._cancelled -= 1
+                self._cancelled = max(0, self._cancelled - 1)
             else:
                 due.append(handle)
         return due
@@ -180,7 +182,9 @@ class TimingWheel:
             bucket = slots[tick_number % len(slots)]
             if not bucket:
                 continue
-            due = [e for e in bucket if e._wheel_tick <= tick_number]
+            # Against the current tick, not the slot's: after the wheel sat
+            # idle, the slot numbers visited lag behind the clock.
+            due = [e for e in bucket if e._wheel_tick <= current]
             for entry in due:
                 del bucket[entry]
                 entry._wheel_slot = NOT_ON_WHEEL

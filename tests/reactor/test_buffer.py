@@ -155,3 +155,14 @@ def test_adaptive_read_size_grows_fast_and_shrinks_slowly():
 def test_adaptive_read_size_rejects_inconsistent_bounds():
     with pytest.raises(ValueError):
         AdaptiveReadSize(minimum=4096, initial=1024)
+
+
+def test_reusing_emptied_storage_never_changes_a_live_view():
+    for empty in ("clear", "discard_read_bytes", "discard_some_read_bytes"):
+        buf = ByteBuf(16)
+        buf.write_bytes(b"original")
+        view = buf.read_slice(8)  # everything read, the view lives on
+        getattr(buf, empty)()
+        buf.write_bytes(b"OVERWRT!")
+        assert bytes(view) == b"original", empty
+        assert buf.to_bytes() == b"OVERWRT!"

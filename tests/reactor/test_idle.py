@@ -72,3 +72,18 @@ def test_closing_on_idle_like_a_heartbeat_timeout():
     ch = EmbeddedChannel(IdleStateHandler(reader=3), CloseOnIdle())
     ch.advance_time(3.2)
     assert not ch.is_open
+
+
+def test_no_more_idle_events_after_the_first_one_closed_the_channel():
+    class CloseOnIdle(Events):
+        def user_event_triggered(self, ctx, event):
+            super().user_event_triggered(ctx, event)
+            ctx.close()
+
+    events = CloseOnIdle()
+    idle = IdleStateHandler(reader=1, writer=1, all=1)
+    ch = EmbeddedChannel(idle, events)
+    ch.advance_time(1.2)
+    ch.advance_time(5)
+    assert len(events.seen) == 1
+    assert len(ch.loop.wheel) == 0

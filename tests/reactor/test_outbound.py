@@ -5,7 +5,6 @@ import pytest
 from reactor.buffer import ByteBuf
 from reactor.future import Future
 from reactor.outbound import (
-    ENTRY_OVERHEAD,
     IOV_MAX,
     OutboundBuffer,
     WriteBufferWaterMark,
@@ -84,11 +83,31 @@ def test_watermarks_flip_writability_once_each_way():
     assert changes == [True, False]
 
 
-def test_many_empty_writes_still_count_toward_the_watermark():
-    out, changes = make(low=10, high=ENTRY_OVERHEAD * 3)
-    for _ in range(4):
-        out.add(b"", None)
-    assert changes == [True]
+def test_empty_writes_queue_nothing_and_complete_in_order():
+    out, changes = make()
+    done_at_once = Future()
+    out.add(b"", done_at_once)  # nothing before it: done now
+    assert done_at_once.succeeded() and out.is_empty()
+    out.add(b"abc", None)
+    after_abc = Future()
+    out.add(memoryview(b""), after_abc)  # done once "abc" has left
+    assert len(out) == 1 and not after_abc.done()
+    out.add_flush()
+    out.remove_bytes(3)
+    assert after_abc.succeeded()
+    assert changes == [] and out.pending == 0
+
+
+def test_memoryviews_of_wider_items_are_counted_in_bytes():
+    import array
+
+    out, _ = make(high=1 << 20)
+    words = memoryview(array.array("I", [1, 2, 3]))  # 3 items, 12 bytes
+    out.add(words, None)
+    out.add_flush()
+    assert out.flushed_bytes == 12
+    (joined,), offered = out.gather(1 << 20)
+    assert offered == 12 and len(joined) == 12
 
 
 def test_gathering_write_respects_iov_max_and_byte_cap():

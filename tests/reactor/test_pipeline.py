@@ -328,3 +328,46 @@ def test_write_future_succeeds_on_flush():
     ch.flush()
     assert promise.succeeded()
     assert ch.read_outbound() == b"x"
+
+
+def test_replace_forwards_what_the_old_handler_hands_on_at_removal():
+    """A handler replaced while it holds buffered input (a decoder with a
+    partial frame) forwards it from handler_removed: the replacement must
+    get it, not the handler after it."""
+
+    class Buffering(ChannelInboundHandler):
+        def __init__(self):
+            self.held = []
+
+        def channel_read(self, ctx, msg):
+            self.held.append(msg)
+
+        def handler_removed(self, ctx):
+            for msg in self.held:
+                ctx.fire_channel_read(msg)
+
+    class Upper(ChannelInboundHandler):
+        def channel_read(self, ctx, msg):
+            ctx.fire_channel_read(msg.upper())
+
+    old = Buffering()
+    ch = EmbeddedChannel(old, Tag("after"))
+    ch.write_inbound(b"partial")
+    assert ch.read_inbound() is None
+    ch.pipeline.replace(old, Upper(), "upper")
+    # Through the replacement, then on to the handler after it.
+    assert ch.read_inbound() == (*b"PARTIAL", "after")
+    assert ch.pipeline.names() == ["upper", "Tag#0"]
+
+
+def test_replace_while_the_old_handler_is_handling_an_event():
+    class SwitchOnce(ChannelInboundHandler):
+        def channel_read(self, ctx, msg):
+            ctx.pipeline.replace(self, Tag("new"), "new")
+            ctx.fire_channel_read((*msg, "switched"))
+
+    ch = EmbeddedChannel(SwitchOnce())
+    ch.write_inbound(())
+    ch.write_inbound(())
+    assert ch.read_inbound() == ("switched", "new")
+    assert ch.read_inbound() == ("new",)

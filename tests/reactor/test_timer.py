@@ -163,3 +163,25 @@ def test_100k_heartbeats_allocate_nothing_per_tick():
     # 300,000 firings and re-arms left (almost) no new memory blocks
     # behind: nothing is created per tick or per heartbeat.
     assert grown < 1000, grown
+
+
+def test_an_idle_wheel_fires_on_time_when_used_again():
+    """The cursor stops while the wheel is empty; an entry scheduled after
+    a long idle spell must still fire at its deadline, not a revolution
+    later."""
+    wheel = TimingWheel(tick=0.1, slots=512, now=0.0)
+    entry = Entry()
+    wheel.advance(0.0)
+    wheel.schedule(entry, 100.5)  # nothing ran in between
+    wheel.advance(100.6)
+    assert len(entry.fired) == 1
+
+
+def test_a_handle_cancelled_directly_does_not_corrupt_the_count():
+    heap = TimerHeap()
+    handle = heap.push(1.0, print, ())
+    heap.push(2.0, print, ())
+    handle.cancel()  # not through the loop's cancel_timer
+    assert heap.next_due() == 2.0
+    assert len(heap) == 1
+    assert heap._cancelled >= 0

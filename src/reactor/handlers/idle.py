@@ -66,7 +66,7 @@ class IdleStateHandler(ChannelInboundHandler):
 
     __slots__ = (
         "_ctx",
-        "_first",
+        "_fired",
         "_wheel_slot",
         "_wheel_tick",
         "all_idle",
@@ -83,9 +83,9 @@ class IdleStateHandler(ChannelInboundHandler):
         self.writer_idle = writer
         self.all_idle = all
         self._ctx: ChannelHandlerContext | None = None
-        # Which kinds have already fired since their last activity,
-        # as a set of IdleState (Netty's "first" flag, per kind).
-        self._first: set[IdleState] | None = None
+        # The kinds that already fired since their last activity: the
+        # next event of such a kind is not the "first" one.
+        self._fired: set[IdleState] | None = None
         self._wheel_slot = NOT_ON_WHEEL
         self._wheel_tick = 0
 
@@ -131,7 +131,7 @@ class IdleStateHandler(ChannelInboundHandler):
 
     def on_wheel_timeout(self, now: float) -> None:
         ctx = self._ctx
-        if ctx is None:
+        if ctx is None or not ctx.channel.is_open:
             return
         channel = ctx.channel
         read_at = channel.last_read_time
@@ -149,21 +149,21 @@ class IdleStateHandler(ChannelInboundHandler):
                 self._activity_seen(state)
             else:
                 self._fire(ctx, state)
-                if self._ctx is None:
-                    return  # the event closed the channel
+                if not channel.is_open:
+                    return  # the event closed the channel: nothing more
                 # Next event one full period after this one.
                 deadline = now + timeout
             next_deadline = min(next_deadline, deadline)
         channel.loop.schedule_on_wheel(self, next_deadline)
 
     def _activity_seen(self, state: IdleState) -> None:
-        if self._first is not None:
-            self._first.discard(state)
+        if self._fired is not None:
+            self._fired.discard(state)
 
     def _fire(self, ctx: ChannelHandlerContext, state: IdleState) -> None:
-        fired = self._first
+        fired = self._fired
         if fired is None:
-            fired = self._first = set()
+            fired = self._fired = set()
         first = state not in fired
         fired.add(state)
         ctx.fire_user_event_triggered(_EVENTS[state, first])
