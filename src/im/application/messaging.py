@@ -1,0 +1,334 @@
+"""Use cases of messages: send, acknowledge, sync a backlog, history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from im.domain import (
+    Appended,
+    BacklogStart,
+    Clock,
+    ConversationId,
+    DeviceAddress,
+    DeviceDirectory,
+    Group,
+    GroupId,
+    GroupStore,
+    IdGenerator,
+    InvalidArgument,
+    Message,
+    MessageDraft,
+    MessagePage,
+    MessageStore,
+    NoSuchGroup,
+    Pending,
+    ServerAck,
+    UserId,
+)
+
+from ._access import conversation_floor
+
+# The most messages one sync or history page holds, whatever the client
+# asks: 200 keeps a page of typical messages far under the protocol's
+# body cap, and one store read short. The interface layer may cut a page
+# further to fit MAX_BODY_SIZE.
+MAX_PAGE_SIZE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What the interface layer does after a send.
+
+    Reply ``ack`` to the sender, and push ``message`` (encoded once) to
+    every device in ``recipients``: the recipients' online devices and
+    the sender's other online devices. A resend (``duplicate``) gets the
+    original ack and pushes to no one: the first send pushed already, and
+    a device that missed that push gets the message at its next sync.
+    """
+
+    ack: ServerAck
+    message: Message
+    recipients: tuple[DeviceAddress, ...]
+    duplicate: bool
+
+
+class SendMessage:
+    """Accept a message: check who may send, store it, say who to push to.
+
+    The message is stored before anyone hears of it; the ack and the
+    pushes come from the store's result, so nothing is acked or pushed
+    that a restart could lose.
+    """
+
+    def __init__(
+        self,
+        messages: MessageStore,
+        groups: GroupStore,
+        directory: DeviceDirectory,
+        clock: Clock,
+        ids: IdGenerator,
+    ) -> None:
+        self._messages = messages
+        self._groups = groups
+        self._directory = directory
+        self._clock = clock
+        self._ids = ids
+
+    def to_user(
+        self,
+        sender: DeviceAddress,
+        client_message_id: str,
+        to_user: UserId,
+        content_type: int,
+        body: bytes,
+    ) -> Pending[SendOutcome]:
+        conversation = ConversationId.direct(sender.user, to_user)
+        try:
+            draft = self._draft(
+                sender, client_message_id, conversation, to_user,
+                content_type, body,
+            )  # fmt: skip
+        except InvalidArgument as error:
+            return Pending.failure(error)
+        users = (to_user,) if to_user != sender.user else ()
+        return self._messages.append(draft).then(
+            lambda appended: self._outcome(appended, sender, users)
+        )
+
+    def to_group(
+        self,
+        sender: DeviceAddress,
+        client_message_id: str,
+        group_id: GroupId,
+        content_type: int,
+        body: bytes,
+    ) -> Pending[SendOutcome]:
+        def store(group: Group | None) -> Pending[SendOutcome]:
+            if group is None:
+                raise NoSuchGroup(f"no group {group_id}")
+            group.require_member(sender.user)
+            draft = self._draft(
+                sender, client_message_id, group.conversation_id, group_id,
+                content_type, body,
+            )  # fmt: skip
+            # Members as of the check: one who joins while the message is
+            # being stored gets it at sync (its floor is below its seq).
+            others = tuple(u for u in group.members if u != sender.user)
+            return self._messages.append(draft).then(
+                lambda appended: self._outcome(appended, sender, others)
+            )
+
+        return self._groups.get(group_id).chain(store)
+
+    def _draft(
+        self,
+        sender: DeviceAddress,
+        client_message_id: str,
+        conversation: ConversationId,
+        to: str,
+        content_type: int,
+        body: bytes,
+    ) -> MessageDraft:
+        return MessageDraft(
+            message_id=self._ids.next_message_id(),
+            client_message_id=client_message_id,
+            conversation_id=conversation,
+            sender=sender,
+            to=to,
+            content_type=content_type,
+            body=body,
+            timestamp_ms=self._clock.now_ms(),
+        )
+
+    def _outcome(
+        self,
+        appended: Appended,
+        sender: DeviceAddress,
+        users: Iterable[UserId],
+    ) -> SendOutcome:
+        message = appended.message
+        recipients: tuple[DeviceAddress, ...] = ()
+        if not appended.duplicate:
+            recipients = tuple(self._devices(sender, users))
+        return SendOutcome(
+            ServerAck.of(message), message, recipients, appended.duplicate
+        )
+
+    def _devices(
+        self, sender: DeviceAddress, users: Iterable[UserId]
+    ) -> Iterable[DeviceAddress]:
+        online = self._directory.online_devices
+        for device in online(sender.user):
+            if device != sender.device:
+                yield DeviceAddress(sender.user, device)
+        for user in users:
+            for device in online(user):
+                yield DeviceAddress(user, device)
+
+
+class AcknowledgeDelivery:
+    """A device holds everything of a conversation up to a seq."""
+
+    def __init__(self, messages: MessageStore, groups: GroupStore) -> None:
+        self._messages = messages
+        self._groups = groups
+
+    def __call__(
+        self, device: DeviceAddress, conversation: ConversationId, seq: int
+    ) -> Pending[int]:
+        """Record the cumulative ack; the result is the device's cursor."""
+        if seq < 0:
+            return Pending.failure(InvalidArgument(f"seq {seq} < 0"))
+        check = conversation_floor(
+            self._messages, self._groups, device.user, conversation
+        )
+        return check.chain(
+            lambda _floor: self._messages.record_ack(device, conversation, seq)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SyncPage:
+    """One page of a device's backlog (SYNC_PAGE).
+
+    ``messages`` go conversation by conversation, ascending seq in each.
+    ``next_cursor`` is "" when ``has_more`` is false.
+    """
+
+    messages: Sequence[Message]
+    has_more: bool
+    next_cursor: str
+
+
+class SyncBacklog:
+    """Hand a device what it has not acked, in pages.
+
+    Conversations are walked in the order of their ids; in each, from
+    after the device's cursor (or the member's floor, or what the client
+    says it holds, whichever is furthest). The cursor text says where the
+    last page stopped ("<seq> <conversation id>"), so pages move on even
+    if the device acks nothing in between. A conversation that starts
+    while a device pages (and sorts before the cursor) is not lost: its
+    messages are pushed live and stay in the backlog until acked.
+    """
+
+    def __init__(self, messages: MessageStore, groups: GroupStore) -> None:
+        self._messages = messages
+        self._groups = groups
+
+    def __call__(
+        self,
+        device: DeviceAddress,
+        cursor: str = "",
+        received: Mapping[ConversationId, int] | None = None,
+        limit: int = MAX_PAGE_SIZE,
+    ) -> Pending[SyncPage]:
+        try:
+            resume = _parse_cursor(cursor)
+            limit = _page_limit(limit)
+        except InvalidArgument as error:
+            return Pending.failure(error)
+        held = received or {}
+        user = device.user
+        direct = self._messages.direct_conversations(user)
+        groups = self._groups.groups_of(user)
+
+        def read(
+            mine: Sequence[ConversationId], joined: Sequence[Group]
+        ) -> Pending[MessagePage]:
+            floors = dict.fromkeys(mine, 0)
+            for group in joined:
+                floors[group.conversation_id] = group.members[user]
+            starts = _starts(floors, held, resume)
+            return self._messages.read_backlog(device, starts, limit)
+
+        # Both reads are in flight already; wait for one, then the other.
+        return direct.chain(
+            lambda mine: groups.chain(lambda joined: read(mine, joined))
+        ).then(_sync_page)
+
+
+def _starts(
+    floors: Mapping[ConversationId, int],
+    held: Mapping[ConversationId, int],
+    resume: tuple[int, ConversationId] | None,
+) -> list[BacklogStart]:
+    starts = []
+    for conversation in sorted(floors):
+        after = max(floors[conversation], held.get(conversation, 0))
+        if resume is not None:
+            resume_seq, resume_conversation = resume
+            if conversation < resume_conversation:
+                continue  # finished on an earlier page
+            if conversation == resume_conversation:
+                after = max(after, resume_seq)
+        starts.append(BacklogStart(conversation, after))
+    return starts
+
+
+def _sync_page(page: MessagePage) -> SyncPage:
+    if not page.has_more:
+        return SyncPage(page.messages, False, "")
+    last = page.messages[-1]
+    return SyncPage(page.messages, True, f"{last.seq} {last.conversation_id}")
+
+
+def _parse_cursor(cursor: str) -> tuple[int, ConversationId] | None:
+    if not cursor:
+        return None
+    seq_text, _, conversation = cursor.partition(" ")
+    if not seq_text.isdigit():
+        raise InvalidArgument(f"bad sync cursor {cursor!r}")
+    return int(seq_text), ConversationId.parse(conversation)
+
+
+def _page_limit(limit: int) -> int:
+    if limit < 1:
+        raise InvalidArgument(f"page limit {limit} < 1")
+    return min(limit, MAX_PAGE_SIZE)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """Messages before a seq, ascending (HISTORY_PAGE). ``has_more``:
+    older ones exist; ask again with the first message's seq."""
+
+    conversation_id: ConversationId
+    messages: Sequence[Message]
+    has_more: bool
+
+
+class History:
+    """Page back through a conversation the user may read."""
+
+    def __init__(self, messages: MessageStore, groups: GroupStore) -> None:
+        self._messages = messages
+        self._groups = groups
+
+    def __call__(
+        self,
+        user: UserId,
+        conversation: ConversationId,
+        before_seq: int = 0,
+        limit: int = MAX_PAGE_SIZE,
+    ) -> Pending[HistoryPage]:
+        """Up to ``limit`` messages older than ``before_seq`` (0: newest)."""
+        try:
+            limit = _page_limit(limit)
+            if before_seq < 0:
+                raise InvalidArgument(f"before_seq {before_seq} < 0")
+        except InvalidArgument as error:
+            return Pending.failure(error)
+        floor = conversation_floor(
+            self._messages, self._groups, user, conversation
+        )
+        return floor.chain(
+            lambda seq: self._messages.read_before(
+                conversation, before_seq, limit, floor=seq
+            )
+        ).then(
+            lambda page: HistoryPage(
+                conversation, page.messages, page.has_more
+            )
+        )

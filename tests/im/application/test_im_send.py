@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import pytest
+from im_app_fakes import App, DeferredMessageStore, dev, value
+
+from im.domain import (
+    ConversationId,
+    GroupId,
+    InvalidArgument,
+    NoSuchGroup,
+    NotAMember,
+    UserId,
+)
+
+ALICE, BOB, CAROL = UserId("alice"), UserId("bob"), UserId("carol")
+
+
+def test_seq_is_contiguous_per_conversation() -> None:
+    app = App()
+    a = dev("alice")
+    to_bob = [
+        value(app.send.to_user(a, f"b{i}", BOB, 1, b"x")) for i in range(3)
+    ]
+    to_carol = [
+        value(app.send.to_user(a, f"c{i}", CAROL, 1, b"x")) for i in range(2)
+    ]
+    assert [o.ack.seq for o in to_bob] == [1, 2, 3]
+    assert [o.ack.seq for o in to_carol] == [1, 2]
+    # Both directions of a pair share one conversation and one counter.
+    reply = value(app.send.to_user(dev("bob"), "r", ALICE, 1, b"y"))
+    assert reply.ack.conversation_id == to_bob[0].ack.conversation_id
+    assert reply.ack.seq == 4
+    message_ids = {o.ack.message_id for o in [*to_bob, *to_carol, reply]}
+    assert len(message_ids) == 6
+
+
+def test_ack_carries_what_the_server_assigned() -> None:
+    app = App()
+    app.clock.now = 1234
+    outcome = value(app.send.to_user(dev("alice"), "c1", BOB, 1, b"hi"))
+    ack = outcome.ack
+    assert ack.client_message_id == "c1"
+    assert ack.conversation_id == ConversationId.direct(ALICE, BOB)
+    assert (ack.seq, ack.timestamp_ms) == (1, 1234)
+    assert ack.message_id == outcome.message.message_id
+    assert outcome.message.body == b"hi"
+    assert outcome.message.sender == dev("alice")
+
+
+def test_a_resent_client_message_id_gets_the_original_ack() -> None:
+    app = App()
+    app.directory.connect("bob", "phone")
+    first = value(app.send.to_user(dev("alice"), "c1", BOB, 1, b"hi"))
+    app.clock.now += 5000
+    again = value(app.send.to_user(dev("alice", "laptop"), "c1", BOB, 1, b"?"))
+    assert again.ack == first.ack
+    assert again.message == first.message
+    assert again.duplicate and not first.duplicate
+    assert again.recipients == ()  # the first send pushed already
+    history = value(app.history(ALICE, first.ack.conversation_id))
+    assert [m.body for m in history.messages] == [b"hi"]
+
+
+def test_the_same_client_id_from_another_user_is_another_message() -> None:
+    app = App()
+    one = value(app.send.to_user(dev("alice"), "c1", BOB, 1, b"a"))
+    two = value(app.send.to_user(dev("bob"), "c1", ALICE, 1, b"b"))
+    assert not two.duplicate
+    assert (one.ack.seq, two.ack.seq) == (1, 2)
+
+
+def test_recipients_are_the_peers_devices_and_the_senders_others() -> None:
+    app = App()
+    app.directory.connect("alice", "phone", "laptop", "tablet")
+    app.directory.connect("bob", "phone", "web")
+    outcome = value(app.send.to_user(dev("alice"), "c1", BOB, 1, b"x"))
+    assert set(outcome.recipients) == {
+        dev("alice", "laptop"),
+        dev("alice", "tablet"),
+        dev("bob", "phone"),
+        dev("bob", "web"),
+    }
+
+
+def test_a_note_to_self_goes_to_ones_other_devices_once() -> None:
+    app = App()
+    app.directory.connect("alice", "phone", "laptop")
+    outcome = value(app.send.to_user(dev("alice"), "c1", ALICE, 1, b"x"))
+    assert outcome.recipients == (dev("alice", "laptop"),)
+
+
+def test_only_members_may_send_to_a_group() -> None:
+    app = App()
+    group = value(app.manage.create(ALICE, "team", (BOB,)))
+    carol = app.send.to_group(dev("carol"), "c1", group.group_id, 1, b"x")
+    assert isinstance(carol.exception(), NotAMember)
+    nowhere = app.send.to_group(dev("alice"), "c1", GroupId("nope"), 1, b"x")
+    assert isinstance(nowhere.exception(), NoSuchGroup)
+    ok = value(app.send.to_group(dev("bob"), "c1", group.group_id, 1, b"x"))
+    assert ok.ack.seq == 1
+    assert ok.ack.conversation_id == group.conversation_id
+
+
+def test_group_message_goes_to_every_other_online_device() -> None:
+    app = App()
+    app.directory.connect("alice", "phone", "laptop")
+    app.directory.connect("bob", "phone")
+    app.directory.connect("dave", "phone")  # online, not a member
+    group = value(app.manage.create(ALICE, "team", (BOB, CAROL)))
+    outcome = value(
+        app.send.to_group(dev("alice"), "c1", group.group_id, 2, b"\x00")
+    )
+    assert set(outcome.recipients) == {dev("alice", "laptop"), dev("bob")}
+    assert outcome.message.to == group.group_id
+
+
+def test_an_empty_client_message_id_is_refused() -> None:
+    app = App()
+    sent = app.send.to_user(dev("alice"), "", BOB, 1, b"x")
+    assert isinstance(sent.exception(), InvalidArgument)
+
+
+def test_nothing_is_acked_before_the_store_completes() -> None:
+    store = DeferredMessageStore()
+    app = App(messages=store)
+    first = app.send.to_user(dev("alice"), "c1", BOB, 1, b"1")
+    second = app.send.to_user(dev("alice"), "c2", BOB, 1, b"2")
+    assert not first.done and not second.done
+    store.run(1)  # the store may finish them in any order ...
+    assert second.result().ack.seq == 1
+    store.run(0)
+    assert first.result().ack.seq == 2  # ... and seq follows its order
+
+
+@pytest.mark.parametrize("body", ["héllo 👋".encode(), b"\xff\x00\xfe", b""])
+def test_bodies_are_kept_byte_for_byte(body: bytes) -> None:
+    app = App()
+    outcome = value(app.send.to_user(dev("alice"), "c", BOB, 2, body))
+    page = value(app.history(BOB, outcome.ack.conversation_id))
+    assert page.messages[0].body == body
