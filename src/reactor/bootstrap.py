@@ -22,11 +22,13 @@ another. Each worker is single-threaded, exactly like a one-process server.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import logging
 import os
 import select
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -54,6 +56,14 @@ Initializer = Callable[[SocketChannel], None]
 # net.core.somaxconn (4096 on current kernels).
 DEFAULT_BACKLOG: Final = 4096
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+
+
+def _is_ip_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _no_handlers(channel: SocketChannel) -> None:
@@ -145,11 +155,54 @@ class Bootstrap:
         source: str | None = None,
         timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ) -> Future:
-        """Connect; the future's result is the active channel."""
+        """Connect; the future's result is the active channel.
+
+        ``host`` may be an IP address or a name. A name is resolved on a
+        short-lived thread: ``getaddrinfo`` blocks, and the loop must not.
+        """
+        result = Future()
+        if _is_ip_address(host):
+            self._connect_address(host, port, source, timeout, result)
+        else:
+            threading.Thread(
+                target=self._resolve,
+                args=(host, port, source, timeout, result),
+                name=f"resolve {host}",
+                daemon=True,
+            ).start()
+        return result
+
+    def _resolve(
+        self,
+        host: str,
+        port: int,
+        source: str | None,
+        timeout: float,
+        result: Future,
+    ) -> None:
+        # Runs on the resolver thread; hands back to the loop with submit.
+        loop = self.loop
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            address = str(infos[0][4][0])
+        except OSError as exc:
+            loop.submit(result.try_set_exception, exc)
+            return
+        loop.submit(
+            self._connect_address, address, port, source, timeout, result
+        )
+
+    def _connect_address(
+        self,
+        host: str,
+        port: int,
+        source: str | None,
+        timeout: float,
+        result: Future,
+    ) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
-        result = Future()
         try:
             if source is not None:
                 sock.bind((source, 0))
@@ -157,13 +210,12 @@ class Bootstrap:
         except OSError as exc:
             sock.close()
             result.set_exception(exc)
-            return result
+            return
         if code not in (0, errno.EINPROGRESS):
             sock.close()
             result.set_exception(OSError(code, os.strerror(code)))
-            return result
+            return
         _Connector(self, sock, (host, port), result, timeout)
-        return result
 
     def _connected(
         self, sock: socket.socket, address: Any, result: Future
