@@ -673,6 +673,10 @@ class SocketChannel(Channel):
 class ServerSocketChannel:
     """A listening socket that accepts connections in bounded batches.
 
+    Not a ``Channel``: it has no pipeline and no lifecycle events; it
+    hands each accepted socket to an initializer and registers the new
+    ``SocketChannel``.
+
     When the process runs out of descriptors (EMFILE), accept fails while
     the connection stays queued, so a level-triggered loop would be woken
     again at once and spin. Instead the listener leaves epoll for

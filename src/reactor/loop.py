@@ -91,6 +91,8 @@ class Scheduler:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
+        # ``now`` is the clock read once at the start of each turn: cheap
+        # enough to stamp every read with. ``time()`` reads the clock.
         self.now = clock()
         self._ready: collections.deque[tuple[Callable[..., Any], tuple]]
         self._ready = collections.deque()
@@ -199,6 +201,8 @@ class EventLoop(Scheduler):
     # -- registration (used by channels) --------------------------------------
 
     def add_reader(self, fd: int, handler: IOHandler, events: int) -> None:
+        """Watch ``fd`` for ``events`` (any epoll mask, 0 included) and
+        call ``handler._handle_events`` when they happen."""
         self._epoll.register(fd, events)
         self._handlers[fd] = handler
 
