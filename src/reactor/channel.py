@@ -647,7 +647,9 @@ class SocketChannel(Channel):
                 # Reset or broken pipe: nothing queued can arrive now.
                 self._close(exc)
                 return
-            if sent:
+            if sent or not offered:
+                # (Nothing offered: only empty writes were flushed. They
+                # are retired here, or they would never count as sent.)
                 out.remove_bytes(sent)
                 self.last_write_time = self.loop.now
                 if self._outbound is None:

@@ -629,3 +629,14 @@ def test_raising_callbacks_and_listeners_do_not_stop_the_loop(drive, caplog):
     drive.loop.call_soon(ran.append, "still running")
     drive.run_until(lambda: ran)
     assert len(caplog.records) == 3
+
+
+def test_a_flushed_empty_write_completes_and_does_not_spin(drive):
+    """An empty write offers the kernel nothing: it must still be retired
+    (its future completes) instead of being retried every loop turn."""
+    server, _peer = drive.pair()
+    done = Future()
+    server.write_and_flush(b"", done)
+    assert drive.idle_polls(0.1) < 20
+    assert done.succeeded()
+    assert not server.has_pending_output()
