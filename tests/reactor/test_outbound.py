@@ -102,7 +102,7 @@ def test_only_empty_writes_offer_nothing():
     done = Future()
     out.add(b"", done)
     out.add_flush()
-    buffers, offered = out.gather(1 << 20)
+    _, offered = out.gather(1 << 20)
     assert offered == 0
     out.remove_bytes(0)
     assert done.succeeded() and out.is_empty()
