@@ -200,6 +200,15 @@ class SyncPage:
     has_more: bool
     next_cursor: str
 
+    def first(self, count: int) -> SyncPage:
+        """The page cut to its first ``count`` messages (to fit a body
+        size): more follow, from after the last one kept."""
+        if not 0 < count <= len(self.messages):
+            raise ValueError(f"cannot keep {count} of {len(self.messages)}")
+        if count == len(self.messages):
+            return self
+        return _sync_page(MessagePage(self.messages[:count], True))
+
 
 class SyncBacklog:
     """Hand a device what it has not acked, in pages.
@@ -297,6 +306,16 @@ class HistoryPage:
     conversation_id: ConversationId
     messages: Sequence[Message]
     has_more: bool
+
+    def newest(self, count: int) -> HistoryPage:
+        """The page cut to its newest ``count`` messages (to fit a body
+        size); the older ones left out remain to be asked for."""
+        if not 0 < count <= len(self.messages):
+            raise ValueError(f"cannot keep {count} of {len(self.messages)}")
+        if count == len(self.messages):
+            return self
+        kept = self.messages[len(self.messages) - count :]
+        return HistoryPage(self.conversation_id, kept, True)
 
 
 class History:

@@ -1,0 +1,678 @@
+"""The server's pipeline handlers, in the order a frame meets them.
+
+::
+
+    socket
+      |  frame decoder / prepender      (codec: length prefix)
+      |  ProtocolCodec                  bytes <-> (header, packet)
+      |  IdleStateHandler               (reactor: fires READER_IDLE)
+      |  Heartbeat                      PING -> PONG; closes the silent
+      |  LoginGate                      only LOGIN until logged in; then
+      |                                 replaces itself with the Router
+      v  Router                         packets -> use cases -> replies
+
+Handlers hold no business rules: they turn packets into use-case calls
+and results into packets. Use cases hold no sockets.
+
+Outbound, every handler writes *encoded frame bodies* (``bytes``): a
+push is encoded once and the same object is written to every recipient
+(``Session.send``), so there is nothing left for an encoder handler to
+do but the length prefix.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from codec import FrameError
+from im.application import SendOutcome
+from im.domain import (
+    ConversationId,
+    DeviceAddress,
+    DeviceId,
+    DomainError,
+    GroupId,
+    Pending,
+    UserId,
+)
+from im.infrastructure.tokens import TokenError, verify_token
+from im.protocol import (
+    CreateGroup,
+    DeliveryAck,
+    Direction,
+    Error,
+    ErrorCode,
+    GroupCreated,
+    GroupJoined,
+    GroupLeft,
+    Header,
+    HistoryRequest,
+    JoinGroup,
+    LeaveGroup,
+    ListMembers,
+    Login,
+    LoginFailed,
+    LoginOk,
+    MemberList,
+    Packet,
+    Ping,
+    Pong,
+    ProtocolError,
+    SendToGroup,
+    SendToUser,
+    Serializer,
+    SyncRequest,
+    decode,
+    encode,
+    encode_error,
+)
+from reactor import ChannelHandlerContext, ChannelInboundHandler
+from reactor.handlers.idle import IdleState, IdleStateEvent
+
+from .delivery import Delivery
+from .services import Services
+from .sessions import DuplicateLogin, Session
+from .wire import (
+    encode_history_page,
+    encode_sync_page,
+    to_wire_ack,
+)
+
+__all__ = [
+    "ConnectionLog",
+    "Heartbeat",
+    "LoginGate",
+    "ProtocolCodec",
+    "RateLimiter",
+    "Router",
+]
+
+log = logging.getLogger("im.server")
+
+
+def _peer(ctx: ChannelHandlerContext) -> str:
+    address = getattr(ctx.channel, "remote_address", None)
+    return "?" if not address else f"{address[0]}:{address[1]}"
+
+
+def _close_after(ctx: ChannelHandlerContext, data: bytes) -> None:
+    """Send ``data`` and close once it has left (a lingering close, so
+    unread input on our side does not turn into a reset that destroys
+    the reply before the peer reads it)."""
+    channel: Any = ctx.channel  # a SocketChannel, or an embedded one
+    channel.write_and_flush(data)
+    close = getattr(channel, "close_gracefully", channel.close)
+    close()
+
+
+class ConnectionLog:
+    """Why each connection ended, for its one "closed" log line."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self) -> None:
+        self.reason = ""
+
+    def note(self, reason: str) -> None:
+        if not self.reason:
+            self.reason = reason
+
+
+# -- bytes <-> packets --------------------------------------------------------
+
+
+class ProtocolCodec(ChannelInboundHandler):
+    """Frames in, ``(header, packet)`` out; protocol errors answered.
+
+    A packet error (one bad packet in a sound stream) is answered with
+    ERROR and the connection stays. A fatal one (not our protocol, a
+    bad length) is answered, then the connection closes, and nothing
+    more it sent is read: the stream cannot be trusted past that point.
+    Opening and closing of connections are logged here, once each.
+    """
+
+    __slots__ = ("_broken", "closing")
+
+    def __init__(self, closing: ConnectionLog) -> None:
+        self.closing = closing
+        self._broken = False
+
+    def channel_active(self, ctx: ChannelHandlerContext) -> None:
+        log.info("%r opened from %s", ctx.channel, _peer(ctx))
+        ctx.fire_channel_active()
+
+    def channel_inactive(self, ctx: ChannelHandlerContext) -> None:
+        reason = self.closing.reason or "peer closed"
+        log.info("%r from %s closed: %s", ctx.channel, _peer(ctx), reason)
+        ctx.fire_channel_inactive()
+
+    def channel_read(self, ctx: ChannelHandlerContext, msg: Any) -> None:
+        if self._broken:
+            return
+        try:
+            header, packet = decode(msg, Direction.TO_SERVER)
+        except ProtocolError as error:
+            self._refuse(ctx, error)
+            return
+        ctx.fire_channel_read((header, packet))
+
+    def exception_caught(
+        self, ctx: ChannelHandlerContext, exc: BaseException
+    ) -> None:
+        if isinstance(exc, FrameError):
+            # The length prefix was over the limit or impossible: the
+            # frame decoder found it before buffering anything.
+            self._broken = True
+            self.closing.note(f"framing error: {exc}")
+            log.warning("%r from %s: %s", ctx.channel, _peer(ctx), exc)
+            reply = Error(ErrorCode.FRAME_TOO_LONG, str(exc)[:1024], True)
+            _close_after(ctx, encode(reply))
+            return
+        ctx.fire_exception_caught(exc)
+
+    def _refuse(
+        self, ctx: ChannelHandlerContext, error: ProtocolError
+    ) -> None:
+        log.warning(
+            "%r from %s: %s %s",
+            ctx.channel,
+            _peer(ctx),
+            error.code.name,
+            error,
+        )
+        if error.close:
+            self._broken = True
+            self.closing.note(f"protocol error: {error.code.name}")
+            _close_after(ctx, encode_error(error))
+        else:
+            ctx.write_and_flush(encode_error(error))
+
+
+# -- heartbeat ----------------------------------------------------------------
+
+
+class Heartbeat(ChannelInboundHandler):
+    """Answers PING (before login too), and closes a silent connection.
+
+    The IdleStateHandler before it fires READER_IDLE when nothing at all
+    was read for the idle timeout: any frame counts as a sign of life,
+    not only PING, so a busy client need not ping.
+    """
+
+    __slots__ = ("closing",)
+
+    def __init__(self, closing: ConnectionLog) -> None:
+        self.closing = closing
+
+    def channel_read(self, ctx: ChannelHandlerContext, msg: Any) -> None:
+        header, packet = msg
+        if type(packet) is Ping:
+            ctx.write_and_flush(
+                encode(
+                    Pong(), header.request_id, Serializer(header.serializer)
+                )
+            )
+            return
+        ctx.fire_channel_read(msg)
+
+    def user_event_triggered(
+        self, ctx: ChannelHandlerContext, event: object
+    ) -> None:
+        if (
+            isinstance(event, IdleStateEvent)
+            and event.state is IdleState.READER_IDLE
+        ):
+            self.closing.note("idle timeout: no frame from the peer")
+            ctx.close()
+            return
+        ctx.fire_user_event_triggered(event)
+
+
+# -- login --------------------------------------------------------------------
+
+
+class LoginGate(ChannelInboundHandler):
+    """Lets nothing but LOGIN (and PING, answered before us) through.
+
+    A connection that does not log in within the login timeout is
+    closed. After a successful login the gate replaces itself with a
+    ``Router`` for the new session: the check costs nothing per packet
+    from then on (Netty's idiom of a handler that removes itself).
+    """
+
+    __slots__ = ("_deadline", "closing", "services")
+
+    def __init__(self, services: Services, closing: ConnectionLog) -> None:
+        self.services = services
+        self.closing = closing
+        self._deadline: Any = None
+
+    def channel_active(self, ctx: ChannelHandlerContext) -> None:
+        loop = ctx.channel.loop
+        self._deadline = loop.call_later(
+            self.services.settings.login_timeout, self._too_late, ctx
+        )
+        ctx.fire_channel_active()
+
+    def channel_inactive(self, ctx: ChannelHandlerContext) -> None:
+        self._cancel_deadline(ctx)
+        ctx.fire_channel_inactive()
+
+    def _cancel_deadline(self, ctx: ChannelHandlerContext) -> None:
+        if self._deadline is not None:
+            ctx.channel.loop.cancel_timer(self._deadline)
+            self._deadline = None
+
+    def _too_late(self, ctx: ChannelHandlerContext) -> None:
+        self._deadline = None
+        if not ctx.channel.is_open:
+            return
+        self.closing.note("login timeout")
+        error = Error(ErrorCode.LOGIN_TIMEOUT, "no LOGIN in time", True)
+        _close_after(ctx, encode(error))
+
+    def channel_read(self, ctx: ChannelHandlerContext, msg: Any) -> None:
+        header, packet = msg
+        serializer = Serializer(header.serializer)
+        if type(packet) is not Login:
+            error = Error(ErrorCode.NOT_LOGGED_IN, "log in first", False)
+            ctx.write_and_flush(encode(error, header.request_id, serializer))
+            return
+        self._login(ctx, header, packet, serializer)
+
+    def _login(
+        self,
+        ctx: ChannelHandlerContext,
+        header: Header,
+        login: Login,
+        serializer: Serializer,
+    ) -> None:
+        services = self.services
+        try:
+            claims = verify_token(services.secret, login.token)
+            if claims.device is not None and claims.device != login.device_id:
+                raise TokenError(
+                    f"token is for device {claims.device!r}, "
+                    f"not {login.device_id!r}"
+                )
+        except TokenError as error:
+            self._fail(ctx, header, serializer, ErrorCode[error.code], error)
+            return
+        address = DeviceAddress(UserId(claims.user), DeviceId(login.device_id))
+        delivery = Delivery(services.sync, ctx.channel.loop.call_soon)
+        session = Session(
+            address,
+            ctx.channel,
+            serializer,
+            services.flusher,
+            delivery,
+            services.settings.max_pending_output,
+        )
+        try:
+            services.registry.register(session)
+        except DuplicateLogin:
+            self._fail(
+                ctx,
+                header,
+                serializer,
+                ErrorCode.REPLACED,
+                "this device is logged in on another connection",
+            )
+            return
+        self._cancel_deadline(ctx)
+        settings = services.settings
+        ok = LoginOk(
+            user_id=address.user,
+            device_id=address.device,
+            session_id=session.session_id,
+            heartbeat_interval=settings.heartbeat_interval,
+            idle_timeout=settings.idle_timeout,
+            server_time=services.clock.now_ms(),
+        )
+        log.info(
+            "%r from %s logged in as %s (session %s)",
+            ctx.channel,
+            _peer(ctx),
+            address,
+            session.session_id,
+        )
+        session.send_packet(ok, header.request_id)
+        router = Router(services, session, self.closing)
+        ctx.pipeline.replace(self, router, "router")
+        # Backlog first, then live: see delivery.py.
+        delivery.start_flush(session)
+
+    def _fail(
+        self,
+        ctx: ChannelHandlerContext,
+        header: Header,
+        serializer: Serializer,
+        code: ErrorCode,
+        error: object,
+    ) -> None:
+        log.info(
+            "%r from %s: login refused: %s", ctx.channel, _peer(ctx), error
+        )
+        self.closing.note(f"login refused: {code.name}")
+        failed = LoginFailed(code, str(error)[:1024])
+        _close_after(ctx, encode(failed, header.request_id, serializer))
+
+
+# -- requests of a logged-in session ------------------------------------------
+
+
+class RateLimiter:
+    """A token bucket: ``rate`` requests a second, bursts up to
+    ``burst``. One per connection, a few floats, no timer."""
+
+    __slots__ = ("_clock", "_last", "_tokens", "burst", "rate")
+
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def allow(self) -> bool:
+        now = self._clock()
+        tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if tokens < 1.0:
+            self._tokens = tokens
+            return False
+        self._tokens = tokens - 1.0
+        return True
+
+
+class Router(ChannelInboundHandler):
+    """Dispatches a session's packets to the use cases, and answers.
+
+    Each request's reply is written when its use case's ``Pending``
+    completes: at once with the in-memory store, later (through the
+    loop's submit) with SQLite. A DomainError becomes ERROR with its
+    code; anything else is our failure: INTERNAL_ERROR, and a log line.
+    """
+
+    __slots__ = (
+        "_dispatch",
+        "_limiter",
+        "_slow_timer",
+        "closing",
+        "services",
+        "session",
+    )
+
+    def __init__(
+        self, services: Services, session: Session, closing: ConnectionLog
+    ) -> None:
+        self.services = services
+        self.session = session
+        self.closing = closing
+        settings = services.settings
+        self._limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        self._slow_timer: Any = None
+        self._dispatch: dict[type[Packet], Callable[[Header, Any], None]] = {
+            SendToUser: self._send_to_user,
+            SendToGroup: self._send_to_group,
+            DeliveryAck: self._delivery_ack,
+            SyncRequest: self._sync,
+            HistoryRequest: self._history,
+            CreateGroup: self._create_group,
+            JoinGroup: self._join_group,
+            LeaveGroup: self._leave_group,
+            ListMembers: self._list_members,
+            Login: self._second_login,
+        }
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def channel_inactive(self, ctx: ChannelHandlerContext) -> None:
+        session = self.session
+        self.closing.note(session.close_reason)
+        self.services.registry.unregister(session)
+        self._cancel_slow_timer(ctx)
+        ctx.fire_channel_inactive()
+
+    def channel_writability_changed(self, ctx: ChannelHandlerContext) -> None:
+        channel = ctx.channel
+        if channel.is_writable:
+            self._cancel_slow_timer(ctx)
+            # Inbound back-pressure: a client that does not read its
+            # replies is not read from either (see the else branch).
+            channel.auto_read = True
+            self.session.delivery.channel_writable()
+        else:
+            channel.auto_read = False
+            if self._slow_timer is None:
+                self._slow_timer = channel.loop.call_later(
+                    self.services.settings.slow_consumer_timeout,
+                    self._too_slow,
+                )
+        ctx.fire_channel_writability_changed()
+
+    def _cancel_slow_timer(self, ctx: ChannelHandlerContext) -> None:
+        if self._slow_timer is not None:
+            ctx.channel.loop.cancel_timer(self._slow_timer)
+            self._slow_timer = None
+
+    def _too_slow(self) -> None:
+        self._slow_timer = None
+        session = self.session
+        if session.channel.is_open and not session.channel.is_writable:
+            log.warning(
+                "%r %s: output above the high watermark for %.0f s",
+                session.channel,
+                session.address,
+                self.services.settings.slow_consumer_timeout,
+            )
+            session.kick(ErrorCode.SLOW_CONSUMER, "not reading fast enough")
+
+    # -- dispatch -------------------------------------------------------------
+
+    def channel_read(self, ctx: ChannelHandlerContext, msg: Any) -> None:
+        header, packet = msg
+        if not self._limiter.allow():
+            self._error(header, ErrorCode.RATE_LIMITED, "slow down")
+            return
+        handle = self._dispatch.get(type(packet))
+        if handle is None:  # a packet the codec let in but we do not serve
+            self._error(header, ErrorCode.UNEXPECTED_PACKET, "not served")
+            return
+        handle(header, packet)
+
+    def _reply(
+        self,
+        header: Header,
+        result: Pending[Any],
+        answer: Callable[[Any], bytes | None],
+    ) -> None:
+        """When ``result`` completes: send ``answer(value)`` (None: no
+        reply), or the ERROR for its failure."""
+        session = self.session
+
+        def done(pending: Pending[Any]) -> None:
+            if not session.channel.is_open:
+                return  # the connection went; a retry gets the reply
+            error = pending.exception()
+            if error is None:
+                try:
+                    data = answer(pending.result())
+                except Exception as exc:  # our bug: say so, keep serving
+                    self._failed(header, exc)
+                    return
+                if data is not None:
+                    session.send(data)
+            elif isinstance(error, DomainError):
+                code = ErrorCode[error.error_name]
+                self._error(header, code, str(error))
+            else:
+                self._failed(header, error)
+
+        result.add_done_callback(done)
+
+    def _encode(self, packet: Packet, header: Header) -> bytes:
+        return encode(packet, header.request_id, self.session.serializer)
+
+    def _error(self, header: Header, code: ErrorCode, text: str) -> None:
+        error = Error(code, text[:1024], False)
+        self.session.send(self._encode(error, header))
+
+    def _failed(self, header: Header, error: BaseException) -> None:
+        log.error(
+            "%r %s: request 0x%04x failed: %r",
+            self.session.channel,
+            self.session.address,
+            header.packet_type,
+            error,
+            exc_info=error,
+        )
+        self._error(header, ErrorCode.INTERNAL_ERROR, "server error")
+
+    # -- messages -------------------------------------------------------------
+
+    def _send_to_user(self, header: Header, packet: SendToUser) -> None:
+        result = self.services.send.to_user(
+            self.session.address,
+            packet.client_message_id,
+            UserId(packet.to_user),
+            packet.content_type,
+            packet.content,
+        )
+        self._reply(header, result, lambda out: self._sent(header, out))
+
+    def _send_to_group(self, header: Header, packet: SendToGroup) -> None:
+        result = self.services.send.to_group(
+            self.session.address,
+            packet.client_message_id,
+            GroupId(packet.group_id),
+            packet.content_type,
+            packet.content,
+        )
+        self._reply(header, result, lambda out: self._sent(header, out))
+
+    def _sent(self, header: Header, outcome: SendOutcome) -> None:
+        # The ack goes out before any push of the message: the sender
+        # hears "stored" no later than its other devices hear the news.
+        self.session.send(self._encode(to_wire_ack(outcome.ack), header))
+        if outcome.recipients:
+            self.services.fan_out(outcome.message, outcome.recipients)
+
+    def _delivery_ack(self, header: Header, packet: DeliveryAck) -> None:
+        try:
+            conversation = ConversationId.parse(packet.conversation_id)
+        except DomainError as error:
+            self._error(header, ErrorCode[error.error_name], str(error))
+            return
+        result = self.services.ack(
+            self.session.address, conversation, packet.seq
+        )
+        self._reply(header, result, lambda _cursor: None)
+
+    # -- sync and history -----------------------------------------------------
+
+    def _sync(self, header: Header, packet: SyncRequest) -> None:
+        try:
+            received = {
+                ConversationId.parse(p.conversation_id): p.seq
+                for p in packet.received
+            }
+        except DomainError as error:
+            self._error(header, ErrorCode[error.error_name], str(error))
+            return
+        result = self.services.sync(
+            self.session.address, packet.cursor, received, packet.limit
+        )
+        serializer = self.session.serializer
+        self._reply(
+            header,
+            result,
+            lambda page: encode_sync_page(page, header.request_id, serializer)[
+                0
+            ],
+        )
+
+    def _history(self, header: Header, packet: HistoryRequest) -> None:
+        try:
+            conversation = ConversationId.parse(packet.conversation_id)
+        except DomainError as error:
+            self._error(header, ErrorCode[error.error_name], str(error))
+            return
+        result = self.services.history(
+            self.session.address.user,
+            conversation,
+            packet.before_seq,
+            packet.limit,
+        )
+        serializer = self.session.serializer
+        self._reply(
+            header,
+            result,
+            lambda page: encode_history_page(
+                page, header.request_id, serializer
+            ),
+        )
+
+    # -- groups ---------------------------------------------------------------
+
+    def _create_group(self, header: Header, packet: CreateGroup) -> None:
+        members = tuple(UserId(m) for m in packet.members)
+        result = self.services.groups.create(
+            self.session.address.user, packet.name, members
+        )
+        self._reply(
+            header,
+            result,
+            lambda group: self._encode(
+                GroupCreated(
+                    group.group_id, group.conversation_id.value, group.name
+                ),
+                header,
+            ),
+        )
+
+    def _join_group(self, header: Header, packet: JoinGroup) -> None:
+        result = self.services.groups.join(
+            self.session.address.user, GroupId(packet.group_id)
+        )
+        self._reply(
+            header,
+            result,
+            lambda group: self._encode(
+                GroupJoined(group.group_id, group.conversation_id.value),
+                header,
+            ),
+        )
+
+    def _leave_group(self, header: Header, packet: LeaveGroup) -> None:
+        result = self.services.groups.leave(
+            self.session.address.user, GroupId(packet.group_id)
+        )
+        self._reply(
+            header,
+            result,
+            lambda group: self._encode(GroupLeft(group.group_id), header),
+        )
+
+    def _list_members(self, header: Header, packet: ListMembers) -> None:
+        result = self.services.groups.members(
+            self.session.address.user, GroupId(packet.group_id)
+        )
+        self._reply(
+            header,
+            result,
+            lambda members: self._encode(
+                MemberList(packet.group_id, tuple(members)), header
+            ),
+        )
+
+    def _second_login(self, header: Header, packet: Login) -> None:
+        self._error(header, ErrorCode.ALREADY_LOGGED_IN, "already logged in")

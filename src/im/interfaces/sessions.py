@@ -1,0 +1,192 @@
+"""Who is online: sessions, the registry of them, and batched flushing.
+
+A ``Session`` is one logged-in device on one connection. The
+``SessionRegistry`` maps users to their sessions; it is the domain's
+``DeviceDirectory`` (the use cases ask it who to push to) and the place
+where a second login of the same device is settled.
+
+Everything here runs on the loop thread, so nothing locks.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from im.domain import DeviceAddress, DeviceId, UserId
+from im.protocol import ErrorCode, Kicked, Packet, Serializer, encode
+
+from .delivery import Delivery
+
+__all__ = ["FlushBatcher", "Session", "SessionRegistry"]
+
+log = logging.getLogger("im.server")
+
+
+class FlushBatcher:
+    """Flushes every channel written to, once, at the end of the turn.
+
+    A read of 16 messages that each push to the same 50 group members
+    writes 800 times; flushing per write would cost 800 system calls,
+    flushing here costs 50. The loop runs ``call_soon`` callbacks after
+    the turn's I/O, which is exactly "once everything this turn had to
+    say is queued".
+    """
+
+    __slots__ = ("_call_soon", "_dirty", "_scheduled")
+
+    def __init__(self, call_soon: Callable[..., Any]) -> None:
+        self._call_soon = call_soon
+        self._dirty: dict[Any, None] = {}  # an ordered set of channels
+        self._scheduled = False
+
+    def write(self, channel: Any, data: bytes) -> None:
+        channel.write(data)
+        self._dirty[channel] = None
+        if not self._scheduled:
+            self._scheduled = True
+            self._call_soon(self._flush_all)
+
+    def _flush_all(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, {}
+        for channel in dirty:
+            channel.flush()
+
+
+class Session:
+    """One logged-in device: its connection and what it has been sent."""
+
+    __slots__ = (
+        "address",
+        "channel",
+        "close_reason",
+        "delivery",
+        "flusher",
+        "max_pending_output",
+        "serializer",
+        "session_id",
+    )
+
+    def __init__(
+        self,
+        address: DeviceAddress,
+        channel: Any,
+        serializer: Serializer,
+        flusher: FlushBatcher,
+        delivery: Delivery,
+        max_pending_output: int = 8 * 1024 * 1024,
+    ) -> None:
+        self.address = address
+        self.channel = channel
+        self.serializer = serializer
+        self.flusher = flusher
+        self.delivery = delivery
+        self.max_pending_output = max_pending_output
+        # Random, so that a log line or a client report names exactly
+        # one login even when a device logs in many times.
+        self.session_id = secrets.token_hex(8)
+        # Why the connection ended, for the "closed" log line; set by
+        # whoever closes it on purpose.
+        self.close_reason = ""
+
+    def send(self, data: bytes) -> None:
+        """Queue an encoded frame body; flushed at the end of the turn.
+
+        Pushes stop at the high watermark (see delivery.py), but replies
+        and backlog pages are what the device asked for; a device that
+        asks and never reads is cut off at ``max_pending_output``.
+        """
+        channel = self.channel
+        self.flusher.write(channel, data)
+        if channel.pending_output_bytes > self.max_pending_output:
+            log.warning(
+                "%r %s: %d bytes of output queued; disconnecting",
+                channel,
+                self.address,
+                channel.pending_output_bytes,
+            )
+            self.kick(ErrorCode.SLOW_CONSUMER, "too much unread output")
+
+    def send_packet(self, packet: Packet, request_id: int = 0) -> None:
+        self.send(encode(packet, request_id, self.serializer))
+
+    def kick(self, code: ErrorCode, reason: str) -> None:
+        """End the session: KICKED, then close once it is written."""
+        if not self.close_reason:
+            self.close_reason = f"kicked: {code.name.lower()}"
+        channel = self.channel
+        if channel.is_open:
+            channel.write_and_flush(
+                encode(Kicked(code, reason), 0, self.serializer)
+            )
+            channel.close_gracefully()
+
+    def __repr__(self) -> str:
+        return f"Session({self.address}, {self.channel!r})"
+
+
+class DuplicateLogin(Exception):
+    """The device holds a session and the policy keeps the old one."""
+
+
+class SessionRegistry:
+    """The online sessions, by user and device (a ``DeviceDirectory``).
+
+    ``kick_old``: a login from a device that already has a session ends
+    the older one (KICKED REPLACED) and takes its place; otherwise the
+    new login fails and the older session carries on.
+    """
+
+    def __init__(self, kick_old: bool = True) -> None:
+        self.kick_old = kick_old
+        self._by_user: dict[UserId, dict[DeviceId, Session]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(devices) for devices in self._by_user.values())
+
+    def online_devices(self, user: UserId) -> Sequence[DeviceId]:
+        devices = self._by_user.get(user)
+        return tuple(devices) if devices else ()
+
+    def get(self, address: DeviceAddress) -> Session | None:
+        devices = self._by_user.get(address.user)
+        return None if devices is None else devices.get(address.device)
+
+    def sessions(self) -> list[Session]:
+        return [s for d in self._by_user.values() for s in d.values()]
+
+    def register(self, session: Session) -> None:
+        """Add ``session``, settling a duplicate by the policy.
+
+        Raises DuplicateLogin when the older session stays. The older
+        session is unregistered *before* it is kicked, so nothing is
+        pushed to it in between and the newer one gets every push from
+        now on; what the older one had not acked, the newer one gets in
+        its backlog.
+        """
+        address = session.address
+        devices = self._by_user.setdefault(address.user, {})
+        older = devices.get(address.device)
+        if older is not None:
+            if not self.kick_old:
+                raise DuplicateLogin(str(address))
+            del devices[address.device]
+            log.info(
+                "%r %s replaced by a newer login",
+                older.channel,
+                address,
+            )
+            older.kick(ErrorCode.REPLACED, "logged in again elsewhere")
+        devices[address.device] = session
+
+    def unregister(self, session: Session) -> None:
+        """Remove ``session`` if it is still the device's current one."""
+        address = session.address
+        devices = self._by_user.get(address.user)
+        if devices is not None and devices.get(address.device) is session:
+            del devices[address.device]
+            if not devices:
+                del self._by_user[address.user]

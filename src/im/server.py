@@ -1,0 +1,223 @@
+"""The composition root: settings in, a running IM server out.
+
+Everything is chosen here and nowhere else: which store (SQLite, or the
+in-memory one that is NOT DURABLE), the secret, the use cases and the
+per-connection pipeline. The layers below only know their ports.
+
+Stopping (SIGTERM or Ctrl-C) loses nothing that was acknowledged:
+
+1. stop accepting, and stop reading every connection, so no new request
+   comes in;
+2. wait (up to ``drain_timeout``) for the store to finish what it was
+   given: the acks of messages already sent to it go out;
+3. tell every session KICKED SERVER_SHUTDOWN, let output drain, close;
+4. close the store, which commits and stops its writer.
+
+A message the store had not committed when the process died was never
+acked, so its sender still holds it and resends it with the same client
+message id when it reconnects: stored once, acked then.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from codec import LengthFieldBasedFrameDecoder, LengthFieldPrepender
+from im.application import (
+    AcknowledgeDelivery,
+    History,
+    ManageGroups,
+    SendMessage,
+    SyncBacklog,
+)
+from im.config import Settings
+from im.domain import GroupStore, IdGenerator, MessageStore
+from im.infrastructure import (
+    CountingIdGenerator,
+    InMemoryGroupStore,
+    InMemoryMessageStore,
+    SystemClock,
+)
+from im.infrastructure.tokens import load_or_create_secret
+from im.interfaces.handlers import (
+    ConnectionLog,
+    Heartbeat,
+    LoginGate,
+    ProtocolCodec,
+)
+from im.interfaces.services import Services
+from im.interfaces.sessions import FlushBatcher, SessionRegistry
+from im.protocol import MAX_FRAME_SIZE, ErrorCode, Kicked
+from reactor import (
+    ChannelOptions,
+    EventLoop,
+    ServerBootstrap,
+    ServerSocketChannel,
+    SocketChannel,
+    WriteBufferWaterMark,
+)
+from reactor.handlers.idle import IdleStateHandler
+
+__all__ = ["ImServer", "Stores", "open_stores"]
+
+log = logging.getLogger("im.server")
+
+# How often shutdown looks whether the store has finished its queue.
+_STORE_POLL = 0.01
+
+
+@dataclass
+class Stores:
+    messages: MessageStore
+    groups: GroupStore
+    ids: IdGenerator
+    durable: bool
+    # Work handed to the store and not yet completed (0 for memory).
+    busy: Callable[[], bool]
+    close: Callable[[], None]
+    description: str
+
+
+def open_stores(settings: Settings, submit: Callable[..., Any]) -> Stores:
+    """The stores the settings ask for; ``submit`` posts a completion to
+    the loop thread (the SQLite writer thread uses it)."""
+    if settings.store == "memory":
+        return Stores(
+            InMemoryMessageStore(),
+            InMemoryGroupStore(),
+            CountingIdGenerator(),
+            durable=False,
+            busy=lambda: False,
+            close=lambda: None,
+            description=(
+                "in memory, NOT DURABLE: acknowledged messages are lost "
+                "when the server stops"
+            ),
+        )
+    from im.infrastructure.sqlite_store import open_sqlite_stores
+
+    return open_sqlite_stores(settings, submit)
+
+
+class ImServer:
+    """One server loop: listen, serve, stop without losing anything."""
+
+    def __init__(self, settings: Settings, loop: EventLoop | None = None):
+        self.settings = settings
+        self.loop = loop or EventLoop()
+        self.stores = open_stores(settings, self.loop.submit)
+        self.services = self._services()
+        self.listener: ServerSocketChannel | None = None
+        self._stopping = False
+
+    def _services(self) -> Services:
+        settings, stores = self.settings, self.stores
+        secret = (
+            bytes.fromhex(settings.secret)
+            if settings.secret
+            else load_or_create_secret(settings.secret_file)
+        )
+        registry = SessionRegistry(
+            kick_old=settings.duplicate_login == "kick-old"
+        )
+        clock = SystemClock()
+        m, g, ids = stores.messages, stores.groups, stores.ids
+        return Services(
+            settings=settings,
+            secret=secret,
+            clock=clock,
+            registry=registry,
+            flusher=FlushBatcher(self.loop.call_soon),
+            send=SendMessage(m, g, registry, clock, ids),
+            ack=AcknowledgeDelivery(m, g),
+            sync=SyncBacklog(m, g),
+            history=History(m, g),
+            groups=ManageGroups(g, m, clock, ids),
+        )
+
+    # -- the pipeline ---------------------------------------------------------
+
+    def init_channel(self, channel: SocketChannel) -> None:
+        """Each connection's pipeline (see im/interfaces/handlers.py)."""
+        services = self.services
+        closing = ConnectionLog()
+        pipeline = channel.pipeline
+        # The decoder's limit counts the 4-byte prefix; close_on_error is
+        # off because ProtocolCodec answers FRAME_TOO_LONG and closes.
+        pipeline.add_last(
+            LengthFieldBasedFrameDecoder(
+                MAX_FRAME_SIZE + 4, 0, 4, 0, 4, close_on_error=False
+            ),
+            "framer",
+        )
+        pipeline.add_last(LengthFieldPrepender(4), "prepender")
+        pipeline.add_last(ProtocolCodec(closing), "protocol")
+        pipeline.add_last(
+            IdleStateHandler(reader=self.settings.idle_timeout), "idle"
+        )
+        pipeline.add_last(Heartbeat(closing), "heartbeat")
+        pipeline.add_last(LoginGate(services, closing), "login")
+
+    # -- running --------------------------------------------------------------
+
+    def listen(self) -> tuple[str, int]:
+        """Bind; the address actually bound (port 0 picks one)."""
+        settings = self.settings
+        options = ChannelOptions(
+            water_mark=WriteBufferWaterMark(
+                settings.low_watermark, settings.high_watermark
+            )
+        )
+        self.listener = (
+            ServerBootstrap(self.loop)
+            .child_options(options)
+            .child_initializer(self.init_channel)
+            .bind(settings.host, settings.port)
+        )
+        host, port = self.listener.local_address[:2]
+        return host, port
+
+    def run(self) -> None:
+        """Serve until SIGTERM or SIGINT, then stop (see the module)."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(signum, self.stop)
+        try:
+            self.loop.run()
+        finally:
+            self.stores.close()
+            self.loop.close()
+
+    def stop(self) -> None:
+        """Begin the shutdown; the loop stops when it is done."""
+        if self._stopping:
+            return
+        self._stopping = True
+        log.info("stopping: no new connections or requests")
+        if self.listener is not None:
+            self.listener.close()
+        for session in self.services.registry.sessions():
+            session.channel.stop_input()
+        deadline = self.loop.time() + self.settings.drain_timeout
+        self._after_store_drained(deadline)
+
+    def _after_store_drained(self, deadline: float) -> None:
+        if self.stores.busy() and self.loop.time() < deadline:
+            self.loop.call_later(
+                _STORE_POLL, self._after_store_drained, deadline
+            )
+            return
+        if self.stores.busy():
+            log.warning("the store did not finish in time; unacked work")
+        for session in self.services.registry.sessions():
+            session.close_reason = "server shutdown"
+            session.send_packet(
+                Kicked(ErrorCode.SERVER_SHUTDOWN, "server shutting down")
+            )
+        remaining = max(0.0, deadline - self.loop.time())
+        # At least a second to drain: a store that used the whole budget
+        # must not leave the goodbyes unsent.
+        self.loop.shutdown_gracefully(max(remaining, 1.0))
