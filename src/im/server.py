@@ -62,7 +62,7 @@ from reactor import (
 )
 from reactor.handlers.idle import IdleStateHandler
 
-__all__ = ["ImServer", "Stores", "open_stores"]
+__all__ = ["ImServer", "Stores", "build_services", "open_stores"]
 
 log = logging.getLogger("im.server")
 
@@ -103,6 +103,30 @@ def open_stores(settings: Settings, submit: Callable[..., Any]) -> Stores:
     return open_sqlite_stores(settings, submit)
 
 
+def build_services(
+    settings: Settings,
+    stores: Stores,
+    secret: bytes,
+    call_soon: Callable[..., Any],
+) -> Services:
+    """The use cases on ``stores``, and what the handlers share."""
+    registry = SessionRegistry(kick_old=settings.duplicate_login == "kick-old")
+    clock = SystemClock()
+    m, g, ids = stores.messages, stores.groups, stores.ids
+    return Services(
+        settings=settings,
+        secret=secret,
+        clock=clock,
+        registry=registry,
+        flusher=FlushBatcher(call_soon),
+        send=SendMessage(m, g, registry, clock, ids),
+        ack=AcknowledgeDelivery(m, g),
+        sync=SyncBacklog(m, g),
+        history=History(m, g),
+        groups=ManageGroups(g, m, clock, ids),
+    )
+
+
 class ImServer:
     """One server loop: listen, serve, stop without losing anything."""
 
@@ -115,28 +139,14 @@ class ImServer:
         self._stopping = False
 
     def _services(self) -> Services:
-        settings, stores = self.settings, self.stores
+        settings = self.settings
         secret = (
             bytes.fromhex(settings.secret)
             if settings.secret
             else load_or_create_secret(settings.secret_file)
         )
-        registry = SessionRegistry(
-            kick_old=settings.duplicate_login == "kick-old"
-        )
-        clock = SystemClock()
-        m, g, ids = stores.messages, stores.groups, stores.ids
-        return Services(
-            settings=settings,
-            secret=secret,
-            clock=clock,
-            registry=registry,
-            flusher=FlushBatcher(self.loop.call_soon),
-            send=SendMessage(m, g, registry, clock, ids),
-            ack=AcknowledgeDelivery(m, g),
-            sync=SyncBacklog(m, g),
-            history=History(m, g),
-            groups=ManageGroups(g, m, clock, ids),
+        return build_services(
+            settings, self.stores, secret, self.loop.call_soon
         )
 
     # -- the pipeline ---------------------------------------------------------

@@ -287,6 +287,12 @@ class Channel:
     def read(self) -> None:
         self.pipeline.tail.read()
 
+    def close_gracefully(self, linger: float = 2.0) -> Future:
+        """Close after what was written reaches the peer. A channel with
+        no kernel queue in between (the embedded one) just closes; the
+        socket channel overrides this with a lingering close."""
+        return self.close()
+
     # -- transport hooks (the head context calls these) -----------------------
 
     def _write_after_close(self, msg: Any, promise: Future | None) -> None:

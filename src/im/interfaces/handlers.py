@@ -102,10 +102,9 @@ def _close_after(ctx: ChannelHandlerContext, data: bytes) -> None:
     """Send ``data`` and close once it has left (a lingering close, so
     unread input on our side does not turn into a reset that destroys
     the reply before the peer reads it)."""
-    channel: Any = ctx.channel  # a SocketChannel, or an embedded one
+    channel = ctx.channel
     channel.write_and_flush(data)
-    close = getattr(channel, "close_gracefully", channel.close)
-    close()
+    channel.close_gracefully()
 
 
 class ConnectionLog:
