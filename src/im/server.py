@@ -98,9 +98,23 @@ def open_stores(settings: Settings, submit: Callable[..., Any]) -> Stores:
                 "when the server stops"
             ),
         )
-    from im.infrastructure.sqlite_store import open_sqlite_stores
+    from im.infrastructure.sqlite_store import SQLiteStore
 
-    return open_sqlite_stores(settings, submit)
+    store = SQLiteStore(
+        settings.database, submit, synchronous=settings.sqlite_synchronous
+    )
+    return Stores(
+        store.messages,
+        store.groups,
+        store.id_generator(),
+        durable=True,
+        busy=store.busy,
+        close=store.close,
+        description=(
+            f"SQLite {settings.database} (durable, "
+            f"synchronous={settings.sqlite_synchronous})"
+        ),
+    )
 
 
 def build_services(
