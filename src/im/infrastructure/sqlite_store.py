@@ -223,7 +223,7 @@ def migrate(
             # executescript commits whatever is open first, so the
             # transaction lives inside the script.
             connection.executescript(
-                f"BEGIN IMMEDIATE;\n{steps[number - 1]}\n"
+                f"BEGIN IMMEDIATE;\n{steps[number - 1]};\n"
                 f"PRAGMA user_version = {number};\nCOMMIT;"
             )
         except BaseException:
@@ -282,7 +282,11 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._closed = False
         self._statistics = StoreStatistics()
+        # Writer thread only: whether the database is failing (logged
+        # once until writes commit again), whether the batch in progress
+        # met a failure, whether posting a result failed (logged once).
         self._failing = False
+        self._hurt = False
         self._posting_failed = False
         self._ids: CountingIdGenerator | None = None
         # Calls whose result the loop has not received yet; the loop's
@@ -418,33 +422,26 @@ class SQLiteStore:
     def _run_batch(self, tables: _Tables, batch: list[_Operation]) -> None:
         db = tables.db
         outcomes: list[tuple[Any, Exception | None]] = []
+        self._hurt = False
         try:
             db.execute("BEGIN IMMEDIATE")
             for operation in batch:
                 outcomes.append(self._run_one(db, operation))
             db.execute("COMMIT")
         except Exception as error:
+            # Nothing of the batch is stored, so nothing of it succeeded.
             tables.abandon()
             self._database_failed(error)
             outcomes = [(None, error)] * len(batch)
-            stats = self._statistics
-            self._statistics = StoreStatistics(
-                stats.batches,
-                stats.operations + len(batch),
-                stats.largest_batch,
-                stats.failed_batches + 1,
-            )
+            self._count(len(batch), committed=False)
         else:
-            if self._failing:
+            # Over when writes commit again; a batch of reads proves
+            # nothing about a full disk.
+            wrote = any(operation.writes for operation in batch)
+            if self._failing and wrote and not self._hurt:
                 self._failing = False
                 _log.warning("%s commits again", self.path)
-            stats = self._statistics
-            self._statistics = StoreStatistics(
-                stats.batches + 1,
-                stats.operations + len(batch),
-                max(stats.largest_batch, len(batch)),
-                stats.failed_batches,
-            )
+            self._count(len(batch), committed=True)
         self._post(batch, outcomes)
 
     def _run_one(
@@ -455,12 +452,12 @@ class SQLiteStore:
         try:
             value = operation.run(*operation.args)
         except Exception as error:
+            if not db.in_transaction:
+                raise  # SQLite ended the whole transaction: the batch fails
             if operation.writes:
                 db.execute("ROLLBACK TO operation")
                 db.execute("RELEASE operation")
-            if not db.in_transaction:
-                raise  # SQLite ended the whole transaction: the batch fails
-            if isinstance(error, sqlite3.Error):
+            if _is_database_failure(error):
                 self._database_failed(error)
             return None, error
         if operation.writes:
@@ -468,6 +465,7 @@ class SQLiteStore:
         return value, None
 
     def _database_failed(self, error: Exception) -> None:
+        self._hurt = True
         if not self._failing:
             self._failing = True
             _log.error(
@@ -475,6 +473,17 @@ class SQLiteStore:
                 self.path,
                 exc_info=error,
             )
+
+    def _count(self, size: int, *, committed: bool) -> None:
+        # A new record each time: a reader on another thread sees one
+        # batch's figures whole or not at all.
+        old = self._statistics
+        self._statistics = StoreStatistics(
+            batches=old.batches + committed,
+            operations=old.operations + size,
+            largest_batch=max(old.largest_batch, size * committed),
+            failed_batches=old.failed_batches + (not committed),
+        )
 
     def _post(
         self,
@@ -670,7 +679,9 @@ class _Tables:
 
     @classmethod
     def open(cls, path: str, synchronous: str, cache_size: int) -> _Tables:
-        db = sqlite3.connect(path, isolation_level=None)
+        # timeout=0: the lock is ours for good or never, so waiting for it
+        # would only delay the error.
+        db = sqlite3.connect(path, isolation_level=None, timeout=0)
         try:
             # Before anything reads: the first access takes the lock,
             # and with it WAL keeps its index in our memory, not in a
@@ -984,6 +995,15 @@ def _message(row: tuple[Any, ...]) -> Message:
         content_type=row[7],
         body=row[8],
         timestamp_ms=row[9],
+    )
+
+
+def _is_database_failure(error: Exception) -> bool:
+    """The disk or the file failed (full, I/O error, corrupt), rather
+    than a call being wrong (a value SQLite cannot bind, say)."""
+    return (
+        isinstance(error, (sqlite3.OperationalError, sqlite3.InternalError))
+        or type(error) is sqlite3.DatabaseError
     )
 
 
