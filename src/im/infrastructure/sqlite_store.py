@@ -21,7 +21,9 @@ transaction and commits once. Under load one fsync is shared by the
 whole batch; when the server is idle a lone append commits at once, with
 no timer adding latency. Each writing operation runs in a savepoint, so
 one that fails (a NotAMember, say) undoes only its own writes and the
-rest of the batch commits. Figures: docs/perf/003-sqlite-store.md.
+rest of the batch commits. On the machine of docs/perf/003-sqlite-store.md
+batching gives 9x the appends/s of a commit per append (46 k/s against
+4.9 k/s with FULL), and more on a disk whose fsync is slower.
 
 **Durable** means that a result completes only after the transaction
 that produced it committed: an append's Pending resolves, and the sender
@@ -43,8 +45,8 @@ domain refusal (NoSuchGroup, NotAMember, GroupFull) comes back as the
 same exception the in-memory store raises. A failure of the database
 (disk full, I/O error, corruption) fails the Pendings it affects with
 its exception and is logged once per outage, not once per Pending; the
-writer carries on, and the first batch that commits again ends the
-outage in the log.
+writer carries on, and the first batch whose writes commit again ends
+the outage in the log.
 
 **Schema.** ``PRAGMA user_version`` is the number of ``MIGRATIONS``
 applied; opening applies the missing ones in order, each in its own
@@ -309,10 +311,6 @@ class SQLiteStore:
             raise
         self.messages = SQLiteMessageStore(self)
         self.groups = SQLiteGroupStore(self)
-
-    @property
-    def schema_version(self) -> int:
-        return SCHEMA_VERSION
 
     def id_generator(self) -> CountingIdGenerator:
         """The ids for this run: message ids past every stored one, and
