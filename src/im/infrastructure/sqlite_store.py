@@ -255,6 +255,14 @@ class SQLiteStore:
     the appends around it, and both stores' writes of one batch commit
     in one fsync. The constructor opens the file (migrating it) before
     it returns, and raises if it cannot: call it before the loop serves.
+
+    In the composition root::
+
+        store = SQLiteStore(path, loop.submit)
+        ids = store.id_generator()
+        send = SendMessage(store.messages, store.groups, ..., ids)
+        ...  # serve; at shutdown wait until not store.busy(), then
+        store.close()
     """
 
     durable = True
@@ -286,10 +294,12 @@ class SQLiteStore:
         self._statistics = StoreStatistics()
         # Writer thread only: whether the database is failing (logged
         # once until writes commit again), whether the batch in progress
-        # met a failure, whether posting a result failed (logged once).
+        # met a failure, whether posting a result failed (logged once),
+        # and the batch in progress until its results are being posted.
         self._failing = False
         self._hurt = False
         self._posting_failed = False
+        self._unposted: list[_Operation] = []
         self._ids: CountingIdGenerator | None = None
         # Calls whose result the loop has not received yet; the loop's
         # alone (it makes the calls and runs the completions).
@@ -383,16 +393,19 @@ class SQLiteStore:
         opened.set_result(tables)
         try:
             self._serve(tables)
-        except BaseException:
+        except BaseException as error:
             # Our bug, not the database's (those fail batches, not the
             # thread). Say so loudly and refuse further calls, so nothing
-            # waits forever on a writer that is gone.
+            # waits forever on a writer that is gone. The batch it was
+            # running is rolled back by the close below.
             _log.exception(
                 "the SQLite writer stopped; %s is closed", self.path
             )
             with self._lock:
                 self._closed = True
-            self._fail_queued(StoreClosed("the SQLite writer stopped"))
+            self._fail_queued(
+                StoreClosed(f"the SQLite writer stopped: {error!r}")
+            )
         finally:
             tables.close()
 
@@ -413,6 +426,7 @@ class SQLiteStore:
                     stop = True
                     break
                 batch.append(operation)
+            self._unposted = batch
             self._run_batch(tables, batch)
             if stop:
                 return
@@ -488,6 +502,8 @@ class SQLiteStore:
         batch: list[_Operation],
         outcomes: list[tuple[Any, Exception | None]],
     ) -> None:
+        # From here on a dying writer must not fail these a second time.
+        self._unposted = []
         submit = self._submit
         try:
             for operation, (value, error) in zip(batch, outcomes, strict=True):
@@ -506,7 +522,7 @@ class SQLiteStore:
                 )
 
     def _fail_queued(self, error: Exception) -> None:
-        batch = []
+        batch = self._unposted
         while True:
             try:
                 operation = self._queue.get_nowait()

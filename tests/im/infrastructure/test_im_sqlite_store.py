@@ -418,3 +418,35 @@ def test_a_bad_call_fails_alone_and_the_writer_carries_on(
         ]
         assert store.statistics().failed_batches == 0
     assert not caplog.records  # a caller's bug, not the database's
+
+
+class WriterBug(BaseException):
+    """Stands for a bug that escapes the writer's handling of calls."""
+
+
+def test_a_writer_that_dies_says_so_and_leaves_no_call_waiting(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def bug() -> None:
+        raise WriterBug
+
+    pump = GatedPump()
+    store = SQLiteStore(path, pump.submit)
+    m = store.messages
+    first = m.append(draft(CONV, "a"))
+    assert pump.entered.wait(DEADLINE)
+    # One batch: the bug kills the writer in the middle of it.
+    calls = [m.append(draft(CONV, "b")), store._call(bug, writes=True)]
+    calls.append(m.append(draft(CONV, "c")))
+    pump.gate.set()
+    pump.until_done(first, *calls)
+    for call in calls:
+        assert isinstance(call.exception(), StoreClosed)
+    late = m.last_seq(CONV)
+    assert late.done and isinstance(late.exception(), StoreClosed)
+    store.close()
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "writer stopped" in record.getMessage()
+    pump = Pump()
+    with SQLiteStore(path, pump.submit) as again:
+        assert all_messages(again, pump) == [first.result().message]
