@@ -35,8 +35,10 @@ Sends are idempotent by client message id: each send stays in the
 session's outbox until its SERVER_ACK, and ``resend_unacked`` on a new
 connection (same session) sends the same ids again.
 
-``chat`` (the terminal client, ``netim chat``) is not imported here: it
-needs prompt_toolkit, which a load generator has no use for.
+``chat`` (the terminal client, ``netim chat``) and ``chat_text`` (its
+command parsing and message formatting, plain functions) are not
+imported here: the chat needs prompt_toolkit, which a load generator
+has no use for.
 """
 
 from .blocking import DEFAULT_REQUEST_TIMEOUT, Client

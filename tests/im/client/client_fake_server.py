@@ -168,6 +168,9 @@ class FakeServer:
         self.close()
 
     def close(self) -> None:
+        """Stop listening and hang up on everyone; safe to call twice."""
+        if self.listener.fileno() == -1:
+            return
         self._wake_writer.send(b"x")
         self._accepter.join(DEADLINE)
         with self.lock:
