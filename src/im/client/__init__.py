@@ -29,7 +29,8 @@ cumulatively, so the client keeps, per conversation, the highest seq it
 holds with nothing missing below. It drops copies, reports holes, and
 acks only what it holds, so an ack never makes the server forget a
 message this device lacks. Counting starts from what the server says
-(a sync page), never from a guess; so: ``login``, then ``sync``.
+(a page of backlog: the server sends one unasked right after LOGIN_OK,
+and a sync asks for more), never from a guess.
 
 Sends are idempotent by client message id: each send stays in the
 session's outbox until its SERVER_ACK, and ``resend_unacked`` on a new
@@ -59,6 +60,7 @@ from .errors import (
     code_name,
 )
 from .events import (
+    BacklogPageReceived,
     Disconnected,
     Event,
     GapDetected,
@@ -86,6 +88,7 @@ __all__ = [
     "DEFAULT_HISTORY_LIMIT",
     "DEFAULT_REQUEST_TIMEOUT",
     "DEFAULT_SYNC_LIMIT",
+    "BacklogPageReceived",
     "Client",
     "ClientError",
     "ClientSession",

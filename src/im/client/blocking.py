@@ -8,7 +8,7 @@ and one ``Connection`` on it. Each call posts the work to the loop with
 
     with Client.connect("127.0.0.1", 7700) as client:
         client.login(token, "laptop")
-        backlog = client.sync()
+        client.wait_backlog()  # what came while the device was away
         ack = client.send_to_user("bob", "hello")
         message = client.next_push(timeout=5)
 
@@ -23,8 +23,12 @@ server closing, a dead heartbeat) every waiting call raises the
 ``ConnectionLost`` that says why (``KickedError`` after KICKED), and so
 does ``next_push`` once the queue is empty; ``closed_reason`` keeps it.
 
+After LOGIN_OK the server sends the device's backlog by itself, in
+pages, before any live push; its messages are queued like pushes, in
+order, and ``wait_backlog`` waits for the last page. ``sync()`` asks
+for the backlog again (it returns only what the device did not have).
 Automatic acks follow the tracker's rule (see ``tracker``): they start
-once a sync has finished, so call ``sync()`` right after ``login()``.
+once the backlog (or a sync) has come to its last page.
 """
 
 from __future__ import annotations
@@ -56,7 +60,12 @@ from .connection import (
     EventCallback,
 )
 from .errors import ConnectionLost, RequestTimeout, UnexpectedReplyError
-from .events import Disconnected, Event, MessageReceived
+from .events import (
+    BacklogPageReceived,
+    Disconnected,
+    Event,
+    MessageReceived,
+)
 from .session import (
     DEFAULT_HISTORY_LIMIT,
     DEFAULT_SYNC_LIMIT,
@@ -97,6 +106,7 @@ class Client:
         connection: Connection,
         request_timeout: float,
         pushes: queue.SimpleQueue[Message | ConnectionLost] | None,
+        backlog: _BacklogWatch,
     ) -> None:
         # Private: Client.connect builds the pieces and hands them over.
         self._loop = loop
@@ -106,6 +116,7 @@ class Client:
         self._pushes = pushes
         self._close_lock = threading.Lock()
         self._closed = False
+        self._backlog = backlog
 
     @classmethod
     def connect(
@@ -144,8 +155,14 @@ class Client:
         opened: concurrent.futures.Future[Connection] = (
             concurrent.futures.Future()
         )
+        backlog = _BacklogWatch()
 
         def on_loop_event(event: Event) -> None:
+            if type(event) is BacklogPageReceived:
+                assert isinstance(event, BacklogPageReceived)
+                backlog.page(event)
+            elif type(event) is Disconnected:
+                backlog.ended.set()
             if pushes is not None:
                 if type(event) is MessageReceived:
                     assert isinstance(event, MessageReceived)
@@ -178,7 +195,7 @@ class Client:
         except BaseException:
             _stop_loop(loop, thread)
             raise
-        return cls(loop, thread, connection, request_timeout, pushes)
+        return cls(loop, thread, connection, request_timeout, pushes, backlog)
 
     # -- state ----------------------------------------------------------------
 
@@ -219,6 +236,24 @@ class Client:
             lambda c: c.login(token, device_id), timeout
         )
         return result
+
+    def wait_backlog(self, timeout: float | None = None) -> int:
+        """Wait until the backlog that the server sends after LOGIN_OK
+        has come to its last page; returns how many of its messages were
+        new to this device (they are queued for ``next_push``, or given
+        to ``on_event``, in order). Raises ``RequestTimeout`` if the
+        last page has not come within ``timeout`` (default: the request
+        timeout), and the ``ConnectionLost`` if the connection ended."""
+        limit = self.request_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        watch = self._backlog
+        while not watch.complete.wait(min(0.05, limit)):
+            if watch.ended.is_set() and not watch.complete.is_set():
+                lost = self.closed_reason
+                raise lost or ConnectionLost("the connection ended")
+            if time.monotonic() > deadline:
+                raise RequestTimeout(f"no end of the backlog within {limit} s")
+        return watch.fresh
 
     def ping(self, *, timeout: float | None = None) -> float:
         """PING the server; returns the round trip in seconds."""
@@ -464,6 +499,21 @@ class Client:
             except RuntimeError:
                 pass  # closed meanwhile: nothing to abandon
             raise RequestTimeout(f"no reply within {limit} s") from None
+
+
+class _BacklogWatch:
+    """How far the server's backlog flush has come, for
+    ``wait_backlog``; written on the loop thread, read on any."""
+
+    def __init__(self) -> None:
+        self.fresh = 0
+        self.complete = threading.Event()
+        self.ended = threading.Event()
+
+    def page(self, event: BacklogPageReceived) -> None:
+        self.fresh += event.fresh
+        if event.complete:
+            self.complete.set()
 
 
 def _sync_page(cursor: str, limit: int) -> Callable[[Connection], Future]:

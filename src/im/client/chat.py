@@ -3,7 +3,8 @@
     netim chat --user alice [--host H] [--port P] [--device D]
                [--token T] [--json]
 
-It logs in, shows what arrived while the user was away (a sync), then
+It logs in, shows what arrived while the user was away (the backlog
+that the server sends after login), then
 reads commands at a prompt while messages keep arriving above it. The
 pieces, and why each is where it is:
 
@@ -261,12 +262,23 @@ class ChatApp:
         self.on_end: Callable[[], None] | None = None
         #: Set when the user leaves: the close that follows is no news.
         self.quitting = False
+        # Messages that arrive before ``backlog_arrived``: the backlog the
+        # server sends right after login, shown under one heading once
+        # the login line is out. None once shown: messages go straight
+        # to the screen. The lock keeps a live message from slipping in
+        # between the held ones.
+        self._held: list[Message] | None = []
+        self._held_lock = threading.Lock()
 
     # -- what arrives (client loop thread) ------------------------------------
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, MessageReceived):
-            self.show(event.message)
+            with self._held_lock:
+                if self._held is not None:
+                    self._held.append(event.message)
+                else:
+                    self.show(event.message)
         elif isinstance(event, SessionKicked):
             pass  # Disconnected follows, with the reason
         elif isinstance(event, ServerErrorReceived):
@@ -299,6 +311,13 @@ class ChatApp:
             f"* logged in as {clean(ok.user_id)} on device "
             f"{clean(ok.device_id)}; /help lists the commands"
         )
+
+    def backlog_arrived(self) -> None:
+        """The server's backlog has come (``Client.wait_backlog``):
+        show it, and show every later message as it arrives."""
+        with self._held_lock:
+            held, self._held = self._held, None
+            self.show_backlog(held or [])
 
     def show_backlog(self, messages: list[Message]) -> None:
         if not messages:
@@ -542,7 +561,8 @@ def run(args: argparse.Namespace) -> int:
     with client:
         try:
             app.logged_in(client.login(token, args.device))
-            app.show_backlog(client.sync())
+            client.wait_backlog()
+            app.backlog_arrived()
         except (LoginFailedError, ClientError) as exc:
             print(f"netim chat: {format_error(exc)[2:]}", file=sys.stderr)
             return _FAILED

@@ -25,8 +25,9 @@ What the transport decides, because the sans-IO session cannot:
 * **Delivery acks.** With ``auto_ack``, the cumulative acks that the
   session computes go out at most ``ack_delay`` seconds after the first
   message that made one due: a burst of pushes costs one DELIVERY_ACK
-  per conversation, not one per message. After each sync page they go
-  at once (the page is the batch), and once more before closing.
+  per conversation, not one per message. After each sync page (and each
+  page of backlog the server sends by itself after login) they go at
+  once, the page being the batch, and once more before closing.
 * **Gaps.** With ``fill_gaps``, a hole in a conversation (reported by
   the session) that is still there ``gap_grace`` seconds later starts a
   sync, which fetches the missing messages; they reach ``on_event`` as
@@ -75,6 +76,7 @@ from .errors import (
     code_name,
 )
 from .events import (
+    BacklogPageReceived,
     Disconnected,
     Event,
     GapDetected,
@@ -486,6 +488,10 @@ class Connection:
             assert isinstance(event, ReplyReceived)
             self._on_reply(event)
         elif kind is MessageReceived:
+            self._emit(event)
+        elif kind is BacklogPageReceived:
+            if self.auto_ack:
+                self.flush_acks()  # the page is the batch, as for a sync
             self._emit(event)
         elif kind is UnexpectedReply:
             assert isinstance(event, UnexpectedReply)

@@ -16,6 +16,9 @@ Which event, when:
 ``StrayReply``         a reply for no request we wait for (one given up
                        after a timeout, usually)
 ``MessageReceived``    a message this device did not have yet
+``BacklogPageReceived``  the server sent a page of this device's backlog
+                       on its own (after LOGIN_OK); its new messages
+                       come just before it as ``MessageReceived``
 ``GapDetected``        a message arrived past a hole in its conversation
 ``SessionKicked``      KICKED: the server ends the session and closes
 ``ServerErrorReceived``  ERROR about no waiting request (request id 0,
@@ -35,6 +38,7 @@ from im.protocol import Error, Message, Packet, ProtocolError
 from .errors import ConnectionLost, code_name
 
 __all__ = [
+    "BacklogPageReceived",
     "Disconnected",
     "Event",
     "GapDetected",
@@ -88,11 +92,24 @@ class StrayReply(Event):
 @dataclass(frozen=True, slots=True)
 class MessageReceived(Event):
     """A message new to this device. ``synced`` is False for a live
-    PUSH, True for one fetched by a sync the transport ran by itself
-    (to fill a gap)."""
+    PUSH, True for one from a page of backlog: one the server sent on
+    its own after login, or one fetched by a sync the transport ran by
+    itself (to fill a gap)."""
 
     message: Message
     synced: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BacklogPageReceived(Event):
+    """A SYNC_PAGE with request id 0: after LOGIN_OK the server sends a
+    device's backlog by itself, page after page, before any live PUSH.
+    ``fresh`` counts the page's messages new to this device (each was
+    reported as ``MessageReceived`` just before); ``complete`` is True
+    on the last page, when everything the server held has arrived."""
+
+    fresh: int
+    complete: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,7 @@ from im.protocol import (
 )
 
 from .events import (
+    BacklogPageReceived,
     Event,
     GapDetected,
     MessageReceived,
@@ -186,8 +187,10 @@ class ClientSession:
         self.tracker = DeliveryTracker(positions)
         #: The LOGIN_OK of the current connection; None before it.
         self.login_ok: LoginOk | None = None
-        #: True once a sync has run to its last page on this connection
-        #: (from then on, pushes of new conversations are anchored).
+        #: True once a sync (one asked for, or the backlog the server
+        #: sends by itself after login) has run to its last page on this
+        #: connection: from then on, pushes of new conversations are
+        #: anchored.
         self.synced = False
         #: Copies of messages already held, dropped (a statistic).
         self.duplicates = 0
@@ -376,6 +379,8 @@ class ClientSession:
         if type(packet) is Kicked:
             return [SessionKicked(packet.code, packet.reason)]
         request_id = header.request_id
+        if request_id == 0 and type(packet) is SyncPage:
+            return self._on_backlog_page(packet)
         request = self._waiting.pop(request_id, None) if request_id else None
         if request is None:
             if type(packet) is Error:
@@ -395,6 +400,16 @@ class ClientSession:
         first, last = receipt.gap
         gap = GapDetected(message.conversation_id, first, last)
         return [gap, MessageReceived(message)]
+
+    def _on_backlog_page(self, page: SyncPage) -> list[Event]:
+        # The server's own flush of the backlog after login: the same
+        # bookkeeping as a page this session asked for, but nobody waits
+        # for it, so each new message is reported on its own.
+        events: list[Event] = []
+        fresh = self._on_sync_page(page, events)
+        events.extend(MessageReceived(m, synced=True) for m in fresh)
+        events.append(BacklogPageReceived(len(fresh), not page.has_more))
+        return events
 
     def _on_reply(
         self, request_id: int, request: Packet, reply: Packet

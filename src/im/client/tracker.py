@@ -32,8 +32,10 @@ Before that, a PUSH of an unknown conversation is taken (and shown) but
 not anchored: guessing "seq - 1" there could be wrong (seq 5 may still
 wait in the backlog when 6 is pushed live), and an ack built on the
 guess would lose seq 5 for good. Such seqs wait in ``held`` and are
-anchored when the sync finishes. A client that never syncs therefore
-never acks automatically; syncing right after login is the contract.
+anchored when the sync finishes. The server sends each device its
+backlog, ending in a last page, right after LOGIN_OK, which counts as
+that full sync; a client of a server that did not would never ack
+automatically until it synced.
 
 Positions an application saved earlier (``positions``) anchor their
 conversations from the start, and are acked once to tell the server.

@@ -6,8 +6,9 @@ the client is tested against the wire format and not against our own
 server's code (the end-to-end tests do that).
 
 Behind it, a tiny in-memory IM: users, direct and group conversations
-with contiguous seqs, per-device cumulative acks, paged sync, history,
-and groups; enough for tests to read like conversations. A test can
+with contiguous seqs, per-device cumulative acks, paged sync (and, like
+the real server, the backlog sent unasked right after LOGIN_OK),
+history, and groups; enough for tests to read like conversations. A test can
 replace the answer to any packet type (``on``), act on its own
 (``peer.send``, ``peer.close``) and wait for what the client sent
 (``wait_packet``). Every wait has a deadline; none is a sleep.
@@ -138,8 +139,12 @@ class FakeServer:
         *,
         heartbeat_interval: int = 30,
         idle_timeout: int = 90,
+        backlog_on_login: bool = True,
+        backlog_page_size: int = 100,
     ) -> None:
         self.users = set(users)
+        self.backlog_on_login = backlog_on_login
+        self.backlog_page_size = backlog_page_size
         self.heartbeat_interval = heartbeat_interval
         self.idle_timeout = idle_timeout
         self.lock = threading.RLock()
@@ -318,6 +323,18 @@ class FakeServer:
             int(time.time() * 1000),
         )
         self.reply(peer, header, ok)
+        if self.backlog_on_login:
+            # As the real server does: the backlog unasked, page after
+            # page with request id 0, before any live PUSH.
+            cursor = ""
+            while True:
+                page = self.backlog_page(
+                    peer, cursor, {}, self.backlog_page_size
+                )
+                peer.send(page, 0, peer.serializer)
+                if not page.has_more:
+                    break
+                cursor = page.next_cursor
 
     def _on_Ping(self, peer: Peer, header: Header, packet: Ping) -> None:
         self.reply(peer, header, Pong())
@@ -411,11 +428,18 @@ class FakeServer:
     def _on_SyncRequest(
         self, peer: Peer, header: Header, packet: SyncRequest
     ) -> None:
-        assert peer.user is not None and peer.device is not None
         held = {r.conversation_id: r.seq for r in packet.received}
+        page = self.backlog_page(peer, packet.cursor, held, packet.limit)
+        self.reply(peer, header, page)
+
+    def backlog_page(
+        self, peer: Peer, cursor: str, held: dict[str, int], limit: int
+    ) -> SyncPage:
+        """The page of ``peer``'s backlog that starts at ``cursor``."""
+        assert peer.user is not None and peer.device is not None
         # The cursor says where the last page stopped ("<seq> <conv>"),
         # so pages move on whatever the device acked in between.
-        seq_text, _, resume = packet.cursor.partition(" ")
+        seq_text, _, resume = cursor.partition(" ")
         backlog = []
         for conversation in sorted(self.conversations):
             if peer.user not in self.members.get(conversation, ()):
@@ -430,13 +454,13 @@ class FakeServer:
             backlog += [
                 m for m in self.conversations[conversation] if m.seq > after
             ]
-        page = backlog[: packet.limit]
+        page = backlog[:limit]
         has_more = len(backlog) > len(page)
         last = page[-1] if page else None
-        cursor = (
+        next_cursor = (
             f"{last.seq} {last.conversation_id}" if has_more and last else ""
         )
-        self.reply(peer, header, SyncPage(tuple(page), has_more, cursor))
+        return SyncPage(tuple(page), has_more, next_cursor)
 
     def _on_HistoryRequest(
         self, peer: Peer, header: Header, packet: HistoryRequest

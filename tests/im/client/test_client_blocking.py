@@ -66,20 +66,45 @@ def test_a_message_reaches_the_recipient_as_a_push(connect):
     assert message.message_id == ack.message_id
 
 
-def test_offline_messages_come_by_sync_and_are_not_synced_twice(
-    connect, server
-):
+def test_offline_messages_arrive_unasked_after_login_in_order(server):
+    server.backlog_page_size = 2  # three pages
     for n in range(5):
         server.post("alice", "bob", f"while you were out {n}")
-    bob = connect("bob")
-    backlog = bob.sync(limit=2)  # three pages
-    assert [m.content for m in backlog] == [
-        f"while you were out {n}".encode() for n in range(5)
-    ]
-    # Each page was acked as it came; the last ack covers all five.
-    server.wait_packet(DeliveryAck, lambda ack: ack.seq == 5)
-    bob.close()
-    assert connect("bob").sync() == []
+    with Client.connect(server.host, server.port) as bob:
+        bob.login(token_for("bob"), "phone")
+        assert bob.wait_backlog(timeout=DEADLINE) == 5
+        assert [m.content for m in bob.drain_pushes()] == [
+            f"while you were out {n}".encode() for n in range(5)
+        ]
+        # Each page was acked as it came; the last ack covers all five.
+        server.wait_packet(DeliveryAck, lambda ack: ack.seq == 5)
+    with Client.connect(server.host, server.port) as again:
+        again.login(token_for("bob"), "phone")
+        assert again.wait_backlog(timeout=DEADLINE) == 0
+        assert again.sync() == []
+        assert again.drain_pushes() == []
+
+
+def test_a_sync_pages_through_the_backlog_and_brings_no_copy(server):
+    server.backlog_on_login = False
+    for n in range(5):
+        server.post("alice", "bob", f"while you were out {n}")
+    with Client.connect(server.host, server.port) as bob:
+        bob.login(token_for("bob"), "phone")
+        backlog = bob.sync(limit=2)  # three pages
+        assert [m.content for m in backlog] == [
+            f"while you were out {n}".encode() for n in range(5)
+        ]
+        server.wait_packet(DeliveryAck, lambda ack: ack.seq == 5)
+        assert bob.sync() == []
+
+
+def test_waiting_for_the_backlog_of_a_lost_connection_raises(connect):
+    client = connect()
+    with pytest.raises(LoginFailedError):
+        client.login("expired", "phone")
+    with pytest.raises(ConnectionLost):
+        client.wait_backlog(timeout=DEADLINE)
 
 
 def test_pushes_after_the_sync_are_acked_cumulatively(connect, server):

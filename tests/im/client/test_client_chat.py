@@ -64,6 +64,8 @@ def chat(connect):
         app.client = client
         assert client.login_ok is not None
         app.logged_in(client.login_ok)
+        client.wait_backlog(timeout=DEADLINE)
+        app.backlog_arrived()
         return app, screen
 
     return make
@@ -75,9 +77,12 @@ def chat(connect):
 def test_the_backlog_is_shown_after_login(chat, server):
     server.post("bob", "alice", "are you there?")
     alice, screen = chat("alice")
-    alice.show_backlog(alice.client.sync())
-    assert "1 new while you were away" in screen.text()
-    assert screen.wait_for("bob -> alice: are you there?").startswith("[")
+    assert screen.lines[0].startswith("* logged in as alice")
+    assert screen.lines[1] == "* 1 new while you were away:"
+    assert screen.lines[2].startswith("[")
+    assert screen.lines[2].endswith("bob -> alice: are you there?")
+    alice.handle_line("/sync")
+    screen.wait_for("* no new messages")
 
 
 def test_messages_go_out_and_come_in(chat):

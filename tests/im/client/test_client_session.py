@@ -11,6 +11,7 @@ import itertools
 import pytest
 
 from im.client import (
+    BacklogPageReceived,
     ClientSession,
     GapDetected,
     MessageReceived,
@@ -221,6 +222,36 @@ def test_pushes_are_delivered_once_even_when_a_sync_brings_them_again():
     (event,) = events
     assert event.fresh == (message(2),)
     assert session.duplicates == 2
+
+
+def test_the_backlog_sent_after_login_is_reported_message_by_message():
+    session = ClientSession()
+    first = SyncPage((message(1), message(2)), True, "after 2")
+    assert session.receive(reply(first)) == [
+        MessageReceived(message(1), synced=True),
+        MessageReceived(message(2), synced=True),
+        BacklogPageReceived(2, complete=False),
+    ]
+    assert not session.synced
+    # A copy (the same message in a sync of the device's own) is dropped.
+    last = SyncPage((message(2), message(3)), False, "")
+    assert session.receive(reply(last)) == [
+        MessageReceived(message(3), synced=True),
+        BacklogPageReceived(1, complete=True),
+    ]
+    assert session.synced
+    assert session.duplicates == 1
+    assert ack_packets(session) == [DeliveryAck(C, 3)]
+
+
+def test_a_push_before_the_end_of_the_backlog_is_acked_after_it():
+    session = ClientSession()
+    session.receive(push(9, "d:other"))
+    assert ack_packets(session) == []
+    session.receive(reply(SyncPage((message(4),), False, "")))
+    assert sorted(ack_packets(session), key=repr) == sorted(
+        [DeliveryAck(C, 4), DeliveryAck("d:other", 9)], key=repr
+    )
 
 
 def test_nothing_is_acked_before_a_sync_finished():
