@@ -144,9 +144,11 @@ class ProtocolCodec(ChannelInboundHandler):
         ctx.fire_channel_active()
 
     def channel_inactive(self, ctx: ChannelHandlerContext) -> None:
+        # The handlers after this one first: the session's (a kick, say)
+        # notes its reason as the event passes through it.
+        ctx.fire_channel_inactive()
         reason = self.closing.reason or "peer closed"
         log.info("%r from %s closed: %s", ctx.channel, _peer(ctx), reason)
-        ctx.fire_channel_inactive()
 
     def channel_read(self, ctx: ChannelHandlerContext, msg: Any) -> None:
         if self._broken:

@@ -3,6 +3,8 @@ messages, groups. No sockets; the clock moves when the test says."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from im_server_kit import SECRET, Peer, logged_in, make_services
 
@@ -120,6 +122,17 @@ def test_a_second_login_on_one_connection_is_an_error() -> None:
     [error] = peer.packets()
     assert error.code == ErrorCode.ALREADY_LOGGED_IN
     assert peer.channel.is_open
+
+
+def test_the_close_is_logged_once_with_the_sessions_reason(caplog) -> None:
+    services = make_services()
+    old = logged_in(services, "alice")
+    with caplog.at_level(logging.INFO, logger="im.server"):
+        logged_in(services, "alice")
+        old.channel.run_pending_tasks()
+    closed = [r.getMessage() for r in caplog.records if "closed:" in r.message]
+    assert len(closed) == 1
+    assert closed[0].endswith("closed: kicked: replaced")
 
 
 def test_the_same_device_again_kicks_the_older_session_once() -> None:
