@@ -1,6 +1,9 @@
-"""netim's instant-messaging application.
+"""netim's instant-messaging application, laid out domain first.
 
-Laid out domain first (see docs/architecture.md). So far it holds
-``im.protocol``, the wire format that the server, the client library and
-the load generator share.
+``domain`` (entities, rules and the ports they need; standard library
+only) <- ``application`` (use cases) <- ``infrastructure`` (stores,
+tokens) and ``interfaces`` (the server's pipeline handlers); ``protocol``
+is the wire format that the server, the client library (``client``) and
+the load generator share; ``server`` wires it all together and ``cli``
+is the ``netim`` command. docs/architecture.md draws the picture.
 """

@@ -195,13 +195,15 @@ class ConversationBook:
     def note(self, target: Target, conversation_id: str) -> None:
         self._conversations[(target.kind, target.name)] = conversation_id
 
-    def note_message(self, message: Message, me: str) -> None:
+    def note_message(self, message: Message, me: str) -> Target:
+        """Remember ``message``'s conversation; where a reply goes."""
         if message.chat_type == ChatType.GROUP:
             target = Target(ChatType.GROUP, message.to)
         else:
             peer = message.to if message.from_user == me else message.from_user
             target = Target(ChatType.DIRECT, peer)
         self.note(target, message.conversation_id)
+        return target
 
     def note_group(self, group_id: str, name: str, conversation: str) -> None:
         if name:
@@ -291,7 +293,10 @@ class ChatApp:
             self._end()
 
     def show(self, message: Message) -> None:
-        self.book.note_message(message, self.me)
+        target = self.book.note_message(message, self.me)
+        if self.current is None:
+            # Nothing chosen yet: plain text answers what just came in.
+            self.current = target
         self.out(
             format_message(
                 message, group_names=self.book.group_names, tz=self.tz

@@ -93,11 +93,6 @@ __all__ = [
 log = logging.getLogger("im.server")
 
 
-def _peer(ctx: ChannelHandlerContext) -> str:
-    address = getattr(ctx.channel, "remote_address", None)
-    return "?" if not address else f"{address[0]}:{address[1]}"
-
-
 def _close_after(ctx: ChannelHandlerContext, data: bytes) -> None:
     """Send ``data`` and close once it has left (a lingering close, so
     unread input on our side does not turn into a reset that destroys
@@ -140,7 +135,7 @@ class ProtocolCodec(ChannelInboundHandler):
         self._broken = False
 
     def channel_active(self, ctx: ChannelHandlerContext) -> None:
-        log.info("%r opened from %s", ctx.channel, _peer(ctx))
+        log.info("%r opened", ctx.channel)
         ctx.fire_channel_active()
 
     def channel_inactive(self, ctx: ChannelHandlerContext) -> None:
@@ -148,7 +143,7 @@ class ProtocolCodec(ChannelInboundHandler):
         # notes its reason as the event passes through it.
         ctx.fire_channel_inactive()
         reason = self.closing.reason or "peer closed"
-        log.info("%r from %s closed: %s", ctx.channel, _peer(ctx), reason)
+        log.info("%r closed: %s", ctx.channel, reason)
 
     def channel_read(self, ctx: ChannelHandlerContext, msg: Any) -> None:
         if self._broken:
@@ -168,7 +163,7 @@ class ProtocolCodec(ChannelInboundHandler):
             # frame decoder found it before buffering anything.
             self._broken = True
             self.closing.note(f"framing error: {exc}")
-            log.warning("%r from %s: %s", ctx.channel, _peer(ctx), exc)
+            log.warning("%r: %s", ctx.channel, exc)
             reply = Error(ErrorCode.FRAME_TOO_LONG, str(exc)[:1024], True)
             _close_after(ctx, encode(reply))
             return
@@ -178,9 +173,8 @@ class ProtocolCodec(ChannelInboundHandler):
         self, ctx: ChannelHandlerContext, error: ProtocolError
     ) -> None:
         log.warning(
-            "%r from %s: %s %s",
+            "%r: %s %s",
             ctx.channel,
-            _peer(ctx),
             error.code.name,
             error,
         )
@@ -334,9 +328,8 @@ class LoginGate(ChannelInboundHandler):
             server_time=services.clock.now_ms(),
         )
         log.info(
-            "%r from %s logged in as %s (session %s)",
+            "%r logged in as %s (session %s)",
             ctx.channel,
-            _peer(ctx),
             address,
             session.session_id,
         )
@@ -354,9 +347,7 @@ class LoginGate(ChannelInboundHandler):
         code: ErrorCode,
         error: object,
     ) -> None:
-        log.info(
-            "%r from %s: login refused: %s", ctx.channel, _peer(ctx), error
-        )
+        log.info("%r: login refused: %s", ctx.channel, error)
         self.closing.note(f"login refused: {code.name}")
         failed = LoginFailed(code, str(error)[:1024])
         _close_after(ctx, encode(failed, header.request_id, serializer))

@@ -99,6 +99,16 @@ def test_messages_go_out_and_come_in(chat):
     alice_screen.wait_for("bob -> alice: hi!")
 
 
+def test_plain_text_answers_the_first_message_that_came_in(chat):
+    alice, alice_screen = chat("alice")
+    bob, bob_screen = chat("bob")
+    alice.handle_line("/msg bob are you there?")
+    bob_screen.wait_for("alice -> bob: are you there?")
+    assert bob.prompt() == "alice> "
+    bob.handle_line("yes!")
+    alice_screen.wait_for("bob -> alice: yes!")
+
+
 def test_plain_text_needs_a_conversation_first(chat):
     alice, screen = chat("alice")
     alice.handle_line("hello?")
