@@ -1,9 +1,9 @@
-"""Fixtures for the codec microbenchmarks.
+"""Fixtures for the microbenchmarks (codec, buffer, pipeline, protocol).
 
-``build`` runs a benchmark once per frame-scanner build: compiled (when
-it is in use) and pure Python. Run ``pytest bench/micro --benchmark-only``
-to measure, ``pytest bench/micro --benchmark-disable`` to run each once
-as a test.
+``build`` runs a codec benchmark once per frame-scanner build: compiled
+(when it is in use) and pure Python. Run ``pytest bench/micro
+--benchmark-only`` to measure, ``pytest bench/micro --benchmark-disable``
+to run each once as a test.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
     netim serve [--port 7700] [--store sqlite|memory] [--database netim.db]
     netim token USER [--device D] [--ttl SECONDS]
     netim chat --user alice
+    netim bench p2p|group|login|idle|mixed [--duration 10 ...]
 
 Settings come from flags, then ``NETIM_*`` environment variables, then
 an optional TOML file (``--config``), then defaults; see ``im.config``.
@@ -141,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--secret-file", dest="secret_file", type=Path)
     _add_config_flag(token)
     token.set_defaults(run=_token)
+
+    bench = commands.add_parser("bench", help="load-test a server")
+    from im.bench import cli as bench_cli
+
+    bench_cli.add_arguments(bench)
+    bench.set_defaults(run=bench_cli.run)
 
     chat = commands.add_parser("chat", help="interactive chat client")
     from im.client import chat as chat_client

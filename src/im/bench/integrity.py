@@ -1,0 +1,152 @@
+"""Did every acknowledged message reach every recipient once, in order?
+
+Each load device keeps, per conversation it belongs to, a
+``ConversationView``: the seqs it holds, from PUSHes of others'
+messages and from SERVER_ACKs of its own. Conversations number their
+messages 1, 2, 3... with no gaps, so the view is one number
+(``frontier``: everything up to it is held) plus the few seqs that came
+early (``ahead``: an own message's ack can arrive after the push of the
+next message). Memory stays constant however long the run.
+
+What a view counts:
+
+* ``duplicates``: a seq it already held. The server promises each
+  message once per session; a copy is a bug (or, after a reconnect, a
+  redelivery, which these runs do not do).
+* ``out_of_order``: a PUSH with a seq below one pushed earlier. Pushes
+  of one conversation must arrive in seq order.
+
+At the end the runner compares each view with the conversation's last
+acknowledged seq (the highest SERVER_ACK any sender got): everything up
+to it must be held. A seq below the frontier that never came shows up
+as the frontier stopping short: ``missing``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ConversationView", "IntegrityReport", "check"]
+
+
+class ConversationView:
+    """One device's view of one conversation; see the module docstring."""
+
+    __slots__ = (
+        "ahead",
+        "duplicates",
+        "frontier",
+        "last_push",
+        "out_of_order",
+    )
+
+    def __init__(self) -> None:
+        self.frontier = 0
+        self.ahead: set[int] = set()
+        self.last_push = 0
+        self.duplicates = 0
+        self.out_of_order = 0
+
+    def pushed(self, seq: int) -> None:
+        """A PUSH of someone else's message."""
+        if seq < self.last_push:
+            self.out_of_order += 1
+        else:
+            self.last_push = seq
+        self.held(seq)
+
+    def held(self, seq: int) -> None:
+        """The device now holds ``seq`` (pushed, or its own acked)."""
+        frontier = self.frontier
+        if seq == frontier + 1:
+            frontier = seq
+            ahead = self.ahead
+            if ahead:
+                while frontier + 1 in ahead:
+                    frontier += 1
+                    ahead.discard(frontier)
+            self.frontier = frontier
+        elif seq <= frontier or seq in self.ahead:
+            self.duplicates += 1
+        else:
+            self.ahead.add(seq)
+
+    def summary(self) -> tuple[int, int, int, int]:
+        """(frontier, ahead, duplicates, out of order): what the runner
+        needs, small enough to send between processes."""
+        return (
+            self.frontier,
+            len(self.ahead),
+            self.duplicates,
+            self.out_of_order,
+        )
+
+
+@dataclass
+class IntegrityReport:
+    """The whole run's verdict, over every device and conversation."""
+
+    conversations: int = 0
+    views: int = 0
+    acknowledged: int = 0
+    # Deliveries that every acknowledged message owed its recipients.
+    expected_deliveries: int = 0
+    missing: int = 0
+    duplicates: int = 0
+    out_of_order: int = 0
+    # A few examples, for the report: (device, conversation, what).
+    examples: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.duplicates or self.out_of_order)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "conversations": self.conversations,
+            "views": self.views,
+            "acknowledged": self.acknowledged,
+            "expected_deliveries": self.expected_deliveries,
+            "missing": self.missing,
+            "duplicates": self.duplicates,
+            "out_of_order": self.out_of_order,
+            "examples": self.examples,
+        }
+
+
+_EXAMPLES = 5
+
+
+def check(
+    last_acked: dict[str, int],
+    acked_counts: dict[str, int],
+    views: dict[tuple[str, str], tuple[int, int, int, int]],
+) -> IntegrityReport:
+    """The verdict from every sender's acks and every device's views.
+
+    ``last_acked``: per conversation, the highest acknowledged seq.
+    ``acked_counts``: per conversation, how many messages were acked.
+    ``views``: per (device, conversation), ``ConversationView.summary``.
+    """
+    report = IntegrityReport(conversations=len(last_acked))
+    report.acknowledged = sum(acked_counts.values())
+    for (device, conversation), summary in views.items():
+        frontier, ahead, duplicates, out_of_order = summary
+        report.views += 1
+        last = last_acked.get(conversation, 0)
+        report.expected_deliveries += last
+        missing = max(last - frontier, 0)
+        report.missing += missing
+        report.duplicates += duplicates
+        report.out_of_order += out_of_order
+        if (missing or duplicates or out_of_order) and len(
+            report.examples
+        ) < _EXAMPLES:
+            report.examples.append(
+                f"{device} in {conversation}: holds 1..{frontier} of "
+                f"1..{last} (+{ahead} beyond a hole), {duplicates} "
+                f"copies, {out_of_order} out of order"
+            )
+    return report
