@@ -1,0 +1,63 @@
+"""The integrity check: what counts as missing, copied, out of order."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from im.bench.integrity import ConversationView, check
+
+
+def test_in_order_pushes_and_own_acks_move_the_frontier():
+    view = ConversationView()
+    view.pushed(1)
+    view.held(3)  # our own message's ack came before push 2
+    assert view.summary() == (1, 1, 0, 0)
+    view.pushed(2)
+    assert view.summary() == (3, 0, 0, 0)
+
+
+def test_a_copy_is_counted_once_per_copy():
+    view = ConversationView()
+    for seq in (1, 2, 2, 1):
+        view.pushed(seq)
+    frontier, _, duplicates, out_of_order = view.summary()
+    assert (frontier, duplicates) == (2, 2)
+    assert out_of_order == 1  # the second 1 came after 2
+
+
+def test_a_push_older_than_one_before_it_is_out_of_order():
+    view = ConversationView()
+    for seq in (1, 3, 2):
+        view.pushed(seq)
+    assert view.summary() == (3, 0, 0, 1)
+
+
+@given(st.permutations(list(range(1, 40))))
+def test_every_seq_once_in_any_order_leaves_nothing_ahead(order):
+    view = ConversationView()
+    for seq in order:
+        view.held(seq)
+    assert view.summary()[:3] == (39, 0, 0)
+
+
+def test_the_verdict_counts_what_each_view_lacks():
+    report = check(
+        {"c": 5, "d": 2},
+        {"c": 5, "d": 2},
+        {
+            ("alice", "c"): (5, 0, 0, 0),
+            ("bob", "c"): (3, 1, 0, 0),  # 4 never came
+            ("bob", "d"): (2, 0, 1, 0),
+        },
+    )
+    assert not report.ok
+    assert (report.missing, report.duplicates) == (2, 1)
+    assert report.acknowledged == 7
+    assert len(report.examples) == 2
+    assert "bob in c: holds 1..3 of 1..5" in report.examples[0]
+
+
+def test_a_clean_run_is_ok():
+    report = check({"c": 2}, {"c": 2}, {("a", "c"): (2, 0, 0, 0)})
+    assert report.ok and report.as_dict()["ok"]
