@@ -27,7 +27,13 @@ carries the reply to send (``encode_error``) and whether to close; an
 ``EncodeError`` is ours.
 """
 
-from .codec import decode, encode, encode_error, encode_frame
+from .codec import (
+    decode,
+    encode,
+    encode_error,
+    encode_frame,
+    encode_trusted,
+)
 from .constants import (
     HEADER_SIZE,
     JSON,
@@ -170,4 +176,5 @@ __all__ = [
     "encode",
     "encode_error",
     "encode_frame",
+    "encode_trusted",
 ]

@@ -29,6 +29,7 @@ from im.protocol import (
     Serializer,
     decode,
     encode,
+    encode_trusted,
 )
 
 # 48 tests (24 types, 2 serializers): few examples each keeps the suite
@@ -78,6 +79,20 @@ def test_every_packet_round_trips(
     assert decoded == packet
     assert strict(decoded) == strict(packet)
     assert encode(decoded, request_id, serializer) == body
+
+
+@pytest.mark.parametrize("serializer", SERIALIZERS)
+@pytest.mark.parametrize("cls", CLASSES)
+@SETTINGS
+@given(data=st.data())
+def test_the_trusted_encoder_writes_the_same_bytes(
+    cls: type[Packet], serializer: Serializer, data: st.DataObject
+) -> None:
+    packet = data.draw(records(cls), label="packet")
+    request_id = data.draw(request_ids, label="request_id")
+    assert encode_trusted(packet, request_id, serializer) == encode(
+        packet, request_id, serializer
+    )
 
 
 def test_every_type_code_has_a_class() -> None:
