@@ -68,6 +68,7 @@ from im.protocol import (
     decode,
     encode,
     encode_error,
+    encode_trusted,
 )
 from reactor import ChannelHandlerContext, ChannelInboundHandler
 from reactor.handlers.idle import IdleState, IdleStateEvent
@@ -206,7 +207,7 @@ class Heartbeat(ChannelInboundHandler):
         header, packet = msg
         if type(packet) is Ping:
             ctx.write_and_flush(
-                encode(
+                encode_trusted(
                     Pong(), header.request_id, Serializer(header.serializer)
                 )
             )
@@ -512,11 +513,19 @@ class Router(ChannelInboundHandler):
         result.add_done_callback(done)
 
     def _encode(self, packet: Packet, header: Header) -> bytes:
-        return encode(packet, header.request_id, self.session.serializer)
+        # A reply in the serializer of the request it answers
+        # (docs/protocol.md), built from values the server has checked
+        # or made itself: the trusted encoder.
+        return encode_trusted(
+            packet, header.request_id, Serializer(header.serializer)
+        )
 
     def _error(self, header: Header, code: ErrorCode, text: str) -> None:
+        # Error texts may quote what a client sent: the checked encoder.
         error = Error(code, text[:1024], False)
-        self.session.send(self._encode(error, header))
+        self.session.send(
+            encode(error, header.request_id, Serializer(header.serializer))
+        )
 
     def _failed(self, header: Header, error: BaseException) -> None:
         log.error(

@@ -19,7 +19,7 @@ from im.protocol import (
     EncodeError,
     Packet,
     Serializer,
-    encode,
+    encode_trusted,
 )
 
 __all__ = [
@@ -84,7 +84,8 @@ class PushEncoder:
         data = self._encoded.get(serializer)
         if data is None:
             push = protocol.Push(to_wire_message(self.message))
-            data = self._encoded[serializer] = encode(push, 0, serializer)
+            data = encode_trusted(push, 0, serializer)
+            self._encoded[serializer] = data
         return data
 
 
@@ -168,7 +169,7 @@ def _encode_shrinking(
     while True:
         packet, sent = build(count)
         try:
-            return encode(packet, request_id, serializer), sent
+            return encode_trusted(packet, request_id, serializer), sent
         except EncodeError:
             if count <= 1:
                 raise

@@ -32,6 +32,7 @@ from im.protocol import (
     Push,
     SendToGroup,
     SendToUser,
+    Serializer,
     ServerAck,
     SyncPage,
     SyncRequest,
@@ -367,3 +368,14 @@ def test_only_members_may_send_to_a_group() -> None:
     [error] = eve.packets()
     assert error.code == ErrorCode.NOT_A_MEMBER
     assert alice.packets() == []
+
+
+def test_a_reply_uses_the_serializer_of_its_request() -> None:
+    services = make_services()
+    alice = logged_in(services, "alice")  # logged in with msgpack
+    alice.send(encode(CreateGroup("team", ()), 8, Serializer.JSON))
+    alice.send(encode(JoinGroup("no-such-group"), 9, Serializer.JSON))
+    replies = alice.received()
+    assert [h.serializer for h, _ in replies] == [Serializer.JSON] * 2
+    assert [type(p) for _, p in replies] == [GroupCreated, Error]
+
