@@ -496,21 +496,26 @@ class Router(ChannelInboundHandler):
             if not session.channel.is_open:
                 return  # the connection went; a retry gets the reply
             error = pending.exception()
-            if error is None:
-                try:
-                    data = answer(pending.result())
-                except Exception as exc:  # our bug: say so, keep serving
-                    self._failed(header, exc)
-                    return
-                if data is not None:
-                    session.send(data)
-            elif isinstance(error, DomainError):
-                code = ErrorCode[error.error_name]
-                self._error(header, code, str(error))
-            else:
-                self._failed(header, error)
+            if error is not None:
+                self._refuse(header, error)
+                return
+            try:
+                data = answer(pending.result())
+            except Exception as exc:  # our bug: say so, keep serving
+                self._failed(header, exc)
+                return
+            if data is not None:
+                session.send(data)
 
         result.add_done_callback(done)
+
+    def _refuse(self, header: Header, error: BaseException) -> None:
+        """The ERROR for a request that failed with ``error``."""
+        if isinstance(error, DomainError):
+            code = ErrorCode[error.error_name]
+            self._error(header, code, str(error))
+        else:
+            self._failed(header, error)
 
     def _encode(self, packet: Packet, header: Header) -> bytes:
         # A reply in the serializer of the request it answers
@@ -548,7 +553,7 @@ class Router(ChannelInboundHandler):
             packet.content_type,
             packet.content,
         )
-        self._reply(header, result, lambda out: self._sent(header, out))
+        self._stored(header, result)
 
     def _send_to_group(self, header: Header, packet: SendToGroup) -> None:
         result = self.services.send.to_group(
@@ -558,14 +563,38 @@ class Router(ChannelInboundHandler):
             packet.content_type,
             packet.content,
         )
-        self._reply(header, result, lambda out: self._sent(header, out))
+        self._stored(header, result)
 
-    def _sent(self, header: Header, outcome: SendOutcome) -> None:
-        # The ack goes out before any push of the message: the sender
-        # hears "stored" no later than its other devices hear the news.
-        self.session.send(self._encode(to_wire_ack(outcome.ack), header))
-        if outcome.recipients:
-            self.services.fan_out(outcome.message, outcome.recipients)
+    def _stored(self, header: Header, result: Pending[SendOutcome]) -> None:
+        """When a send's store completes: the SERVER_ACK, if the sender
+        is still connected, then the pushes, whether it is or not. The
+        message is stored; its recipients online must see it now, not
+        at their next login, and a resend after a reconnect is a
+        duplicate that pushes nothing."""
+        session = self.session
+
+        def done(pending: Pending[SendOutcome]) -> None:
+            error = pending.exception()
+            if error is not None:
+                if session.channel.is_open:
+                    self._refuse(header, error)
+                return
+            outcome = pending.result()
+            try:
+                # The ack before any push: the sender hears "stored" no
+                # later than its other devices hear the news.
+                if session.channel.is_open:
+                    ack = to_wire_ack(outcome.ack)
+                    session.send(self._encode(ack, header))
+                if outcome.recipients:
+                    self.services.fan_out(outcome.message, outcome.recipients)
+            except Exception as exc:  # our bug: say so, keep serving
+                if session.channel.is_open:
+                    self._failed(header, exc)
+                else:
+                    log.exception("fan-out of a send failed: %r", exc)
+
+        result.add_done_callback(done)
 
     def _delivery_ack(self, header: Header, packet: DeliveryAck) -> None:
         try:

@@ -7,6 +7,8 @@ import dataclasses
 from typing import Any
 
 from im.config import Settings
+from im.domain import Appended, MessageDraft, MessageStore, Pending
+from im.infrastructure import InMemoryMessageStore
 from im.infrastructure.tokens import issue_token
 from im.interfaces.handlers import (
     ConnectionLog,
@@ -23,11 +25,17 @@ from reactor.handlers.idle import IdleStateHandler
 SECRET = bytes(range(32))
 
 
-def make_services(**overrides: Any) -> Services:
+def make_services(
+    messages: MessageStore | None = None, **overrides: Any
+) -> Services:
+    """Services on the in-memory stores; ``messages`` replaces the
+    message store (one that completes when the test says, say)."""
     settings = dataclasses.replace(
         Settings(store="memory", secret=SECRET.hex()), **overrides
     )
     stores = open_stores(settings, submit=None)  # type: ignore[arg-type]
+    if messages is not None:
+        stores = dataclasses.replace(stores, messages=messages)
     # Flush at once: each embedded channel runs only its own loop, so a
     # flush batched on one loop would never reach another's channel.
     return build_services(settings, stores, SECRET, lambda f: f())
@@ -75,6 +83,25 @@ class Peer:
         token = issue_token(SECRET, user)
         self.send(Login(token, device, "test/1"))
         return self.packets()
+
+
+class SlowAppends(InMemoryMessageStore):
+    """Appends complete when the test calls ``complete``, as a disk
+    store's do some time after the request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[tuple[MessageDraft, Pending[Appended]]] = []
+
+    def append(self, draft: MessageDraft) -> Pending[Appended]:
+        pending: Pending[Appended] = Pending()
+        self.waiting.append((draft, pending))
+        return pending
+
+    def complete(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for draft, pending in waiting:
+            pending.resolve(super().append(draft).result())
 
 
 def logged_in(services: Services, user: str, device: str = "phone") -> Peer:

@@ -6,7 +6,13 @@ from __future__ import annotations
 import logging
 
 import pytest
-from im_server_kit import SECRET, Peer, logged_in, make_services
+from im_server_kit import (
+    SECRET,
+    Peer,
+    SlowAppends,
+    logged_in,
+    make_services,
+)
 
 from im.infrastructure.tokens import issue_token
 from im.interfaces.handlers import RateLimiter, Router
@@ -379,3 +385,17 @@ def test_a_reply_uses_the_serializer_of_its_request() -> None:
     assert [h.serializer for h, _ in replies] == [Serializer.JSON] * 2
     assert [type(p) for _, p in replies] == [GroupCreated, Error]
 
+
+def test_a_message_stored_after_its_sender_left_still_reaches_everyone():
+    store = SlowAppends()
+    services = make_services(messages=store)
+    alice = logged_in(services, "alice")
+    alice_laptop = logged_in(services, "alice", "laptop")
+    bob = logged_in(services, "bob")
+    alice.send(SendToUser("c1", "bob", 1, b"are you there?"))
+    alice.channel.close()  # gone before the store answered
+    store.complete()
+    [push] = only(bob.packets(), Push)
+    assert push.message.content == b"are you there?"
+    [copy] = only(alice_laptop.packets(), Push)
+    assert copy.message.message_id == push.message.message_id
