@@ -446,7 +446,7 @@ class ClientSession:
         # The device holds its own message, so it counts towards the
         # conversation's cumulative ack like any other.
         receipt = self.tracker.receive(
-            reply.conversation_id, reply.seq, anchor=self.synced
+            reply.conversation_id, reply.seq, anchor=self.synced, own=True
         )
         if receipt.gap is not None:
             first, last = receipt.gap

@@ -37,6 +37,13 @@ backlog, ending in a last page, right after LOGIN_OK, which counts as
 that full sync; a client of a server that did not would never ack
 automatically until it synced.
 
+The device's own messages never anchor. Their seqs come with their
+SERVER_ACKs, which the server does not hold back behind the backlog as
+it holds pushes: a device may learn of its own seq 5 before the push of
+someone else's seq 4. Anchoring at 4 would drop that push as a copy and
+ack past it. So own seqs wait apart (``own``) until others' messages
+anchor the conversation, then join what it holds.
+
 Positions an application saved earlier (``positions``) anchor their
 conversations from the start, and are acked once to tell the server.
 """
@@ -65,7 +72,7 @@ _COPY = Receipt(False)
 class _Conversation:
     """What one conversation looks like from this device."""
 
-    __slots__ = ("acked", "contiguous", "held")
+    __slots__ = ("acked", "contiguous", "held", "own")
 
     def __init__(self) -> None:
         # None until anchored (see the module docstring).
@@ -73,6 +80,10 @@ class _Conversation:
         # Seqs received above ``contiguous`` (all of them while not
         # anchored). Usually empty: pushes arrive in order.
         self.held: set[int] = set()
+        # While not anchored: seqs of the device's own messages, known
+        # from their SERVER_ACKs. They say nothing of what lies below
+        # them, so they never anchor; anchoring takes them in.
+        self.own: set[int] = set()
         # The highest seq the server has been told (or told us) that
         # this device holds; an ack is due while contiguous > acked.
         self.acked = 0
@@ -81,6 +92,9 @@ class _Conversation:
         """The device holds everything up to ``holds_up_to``."""
         if self.contiguous is not None and holds_up_to <= self.contiguous:
             return
+        if self.own:
+            self.held |= self.own
+            self.own = set()
         held = self.held
         top = holds_up_to
         # Seqs held just above the new base join the contiguous run.
@@ -109,17 +123,30 @@ class DeliveryTracker:
     # -- receiving ------------------------------------------------------------
 
     def receive(
-        self, conversation_id: str, seq: int, *, anchor: bool
+        self,
+        conversation_id: str,
+        seq: int,
+        *,
+        anchor: bool,
+        own: bool = False,
     ) -> Receipt:
         """Record that the device now holds message ``seq``.
 
         ``anchor`` allows an unknown conversation to be anchored just
         below this message (and below any seq held for it): True for a
-        synced message, or for a push once a sync has finished.
+        synced message, or for a push once a sync has finished. ``own``
+        is for the device's own message, known from its SERVER_ACK: it
+        never anchors (others' messages may still be on their way to
+        below it, held by the server behind the backlog).
         """
         state = self._conversations.get(conversation_id)
         if state is None:
             state = self._conversations[conversation_id] = _Conversation()
+        if state.contiguous is None and own:
+            if seq in state.own or seq in state.held:
+                return _COPY
+            state.own.add(seq)
+            return _NEW
         held = state.held
         if state.contiguous is None:
             if not anchor:
@@ -127,7 +154,11 @@ class DeliveryTracker:
                     return _COPY
                 held.add(seq)
                 return _NEW
+            if seq in state.own:
+                return _COPY
             lowest = min(seq, min(held)) if held else seq
+            if state.own:
+                lowest = min(lowest, min(state.own))
             state.anchor(lowest - 1)
             # What the server starts a device at, it holds as acked.
             state.acked = max(state.acked, lowest - 1)
@@ -152,8 +183,10 @@ class DeliveryTracker:
         """A full sync has finished: anchor every conversation still
         waiting for it just below the lowest seq it holds."""
         for state in self._conversations.values():
+            # Only others' messages anchor: a conversation known only by
+            # the device's own sends waits for its first push or page.
             if state.contiguous is None and state.held:
-                base = min(state.held) - 1
+                base = min(state.held | state.own) - 1
                 state.anchor(base)
                 state.acked = max(state.acked, base)
 

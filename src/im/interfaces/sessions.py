@@ -114,7 +114,11 @@ class Session:
         self.send(encode(packet, request_id, self.serializer))
 
     def kick(self, code: ErrorCode, reason: str) -> None:
-        """End the session: KICKED, then close once it is written."""
+        """End the session: KICKED, then a graceful close. When output
+        is stuck behind a reader that does not read (a slow consumer),
+        the close is immediate and the KICKED, queued behind it, is
+        likely never read; the device sees the close, and its messages
+        wait in the store for its next login."""
         if not self.close_reason:
             self.close_reason = f"kicked: {code.name.lower()}"
         channel = self.channel

@@ -406,3 +406,20 @@ def test_the_devices_own_message_counts_towards_its_ack():
     session.receive(reply(ack, request.request_id))
     session.receive(push(3))
     assert ack_packets(session) == [DeliveryAck(C, 3)]
+
+
+def test_an_own_message_acked_during_the_backlog_does_not_skip_one_held():
+    # The server holds live pushes while it sends the backlog, but not
+    # the SERVER_ACK of the device's own send. So the device can learn
+    # of its own seq 5 before someone else's seq 4, which the server
+    # sends after the backlog's last page. Taking 5 as the start of
+    # the conversation would drop 4 as a copy and ack past it.
+    session = ClientSession()
+    request = session.send_to_user("bob", "mine")
+    ack = ServerAck(request.packet.client_message_id, 9, C, 5, 0)
+    session.receive(reply(ack, request.request_id))
+    session.receive(reply(SyncPage((), False, "")))  # the last page
+    assert ack_packets(session) == []  # nothing known below 5 yet
+    assert session.receive(push(4)) == [MessageReceived(message(4))]
+    assert ack_packets(session) == [DeliveryAck(C, 5)]
+    assert session.duplicates == 0
