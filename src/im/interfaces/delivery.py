@@ -29,9 +29,9 @@ session remembers, per conversation, the highest seq it has sent, and
 drops anything at or below it: each message goes out at most once per
 session, and the device needs its own dedup only across sessions.
 
-Held pushes are bounded. Past the bound they are dropped and the flush
-runs one more pass from the start when it ends: the dropped messages are
-in the store, so they come in that pass instead.
+Held pushes are bounded. Past the bound no more are held, and when the
+pass ends all of them are dropped and the flush runs one more pass from
+the start: the messages are in the store, so they come in that pass.
 
 What is not done here: acks. A message sent is not a message delivered;
 until the device acks it, the store keeps it in the device's backlog,

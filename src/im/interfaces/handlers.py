@@ -462,7 +462,7 @@ class Router(ChannelInboundHandler):
         session = self.session
         if session.channel.is_open and not session.channel.is_writable:
             log.warning(
-                "%r %s: output above the high watermark for %.0f s",
+                "%r %s: output above the high watermark for %g s",
                 session.channel,
                 session.address,
                 self.services.settings.slow_consumer_timeout,
