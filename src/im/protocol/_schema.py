@@ -108,6 +108,13 @@ class Kind:
         """A value from the serializer, checked and made Python's."""
         raise NotImplementedError
 
+    def accepts_as_is(self) -> Callable[[Any], bool] | None:
+        """A test that is True exactly when ``load`` (msgpack) would
+        return the value itself, unchanged; None when no cheap test
+        exists. It only decides the fast path: a False sends the value
+        to ``load``, which takes it or words the error."""
+        return None
+
 
 class Unsigned(Kind):
     """An integer from 0 to 2**bits - 1 (seqs, ids, times, codes)."""
@@ -122,6 +129,10 @@ class Unsigned(Kind):
 
     def load(self, value: Any, as_json: bool) -> int:
         return self._check(value)
+
+    def accepts_as_is(self) -> Callable[[Any], bool]:
+        bits = self.bits
+        return lambda v: type(v) is int and v >= 0 and v.bit_length() <= bits
 
     def _check(self, value: Any) -> int:
         # bool is an int to Python, not to msgpack or JSON.
@@ -175,6 +186,12 @@ class String(Kind):
     def load(self, value: Any, as_json: bool) -> str:
         return self._check(value)
 
+    def accepts_as_is(self) -> Callable[[Any], bool]:
+        # msgpack's strings are UTF-8 already; only ASCII is taken here,
+        # the rest goes by ``_check`` (which also tests for surrogates).
+        limit = self.max_length
+        return lambda v: type(v) is str and len(v) <= limit and v.isascii()
+
     def _check(self, value: Any) -> str:
         if not isinstance(value, str):
             raise _malformed(f"expected a string, got {_type_name(value)}")
@@ -214,6 +231,10 @@ class Binary(Kind):
         self._check_size(value)
         return base64.b64encode(value).decode("ascii") if as_json else value
 
+    def accepts_as_is(self) -> Callable[[Any], bool]:
+        limit = self.max_size
+        return lambda v: type(v) is bytes and len(v) <= limit
+
     def load(self, value: Any, as_json: bool) -> bytes:
         data = _from_base64(value) if as_json else value
         if not isinstance(data, bytes):
@@ -245,6 +266,9 @@ class Boolean(Kind):
 
     def dump(self, value: Any, as_json: bool) -> bool:
         return self.load(value, as_json)
+
+    def accepts_as_is(self) -> Callable[[Any], bool]:
+        return lambda v: type(v) is bool
 
     def load(self, value: Any, as_json: bool) -> bool:
         if not isinstance(value, bool):
@@ -306,7 +330,7 @@ class Schema:
     every field passed its own check.
     """
 
-    __slots__ = ("_values", "cls", "fields", "names", "validate")
+    __slots__ = ("_accepts", "_values", "cls", "fields", "names", "validate")
 
     def __init__(self, cls: type, fields: list[tuple[str, Kind]]) -> None:
         self.cls = cls
@@ -316,6 +340,7 @@ class Schema:
             cls, "_validate", None
         )
         self._values: Callable[[Any], Any] | None = None
+        self._accepts: tuple[Callable[[Any], bool], ...] | None = None
 
     def values(self, record: Any) -> Any:
         """The record as msgpack writes it, *without* the checks: the
@@ -339,6 +364,28 @@ class Schema:
         return values
 
     def load(self, wire: Any, as_json: bool) -> Any:
+        if not as_json:
+            # The common case first: a msgpack array whose every value
+            # is already what its field takes, unchanged. Anything else
+            # (or a record with nested fields) goes the long way below,
+            # which also words the error.
+            accepts = self._accepts
+            if accepts is None:
+                accepts = self._accepts = _accepts_of(self)
+            if (
+                accepts
+                and type(wire) is list
+                and len(wire) == len(accepts)
+                and all(map(_accepted, accepts, wire))
+            ):
+                record = self.cls(*wire)
+                if self.validate is not None:
+                    self.validate(record)
+                return record
+        return self.load_checked(wire, as_json)
+
+    def load_checked(self, wire: Any, as_json: bool) -> Any:
+        """``load`` without the fast path: every field by its kind."""
         pairs = zip(self.fields, self._unpack(wire, as_json), strict=True)
         values = [
             self._field(kind.load, name, value, as_json)
@@ -386,6 +433,23 @@ class Schema:
                 f"unknown: {extra or 'none'}"
             )
         return [wire[name] for name in self.names]
+
+
+def _accepted(accept: Callable[[Any], bool], value: Any) -> bool:
+    return accept(value)
+
+
+def _accepts_of(schema: Schema) -> tuple[Callable[[Any], bool], ...]:
+    """For a record of flat fields only (integers, strings, bytes,
+    flags), one test per field: True when the slow path would take the
+    msgpack value as it is. Empty for any other record: no fast path."""
+    accepts = []
+    for _, kind in schema.fields:
+        accept = kind.accepts_as_is()
+        if accept is None:
+            return ()
+        accepts.append(accept)
+    return tuple(accepts)
 
 
 def _each_values(

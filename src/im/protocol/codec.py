@@ -217,16 +217,19 @@ def _refuse(
     )
 
 
+_SERIALIZERS: Final = {int(s): s for s in Serializer}
+
+
 def _serializer_of(header: Header) -> Serializer:
-    try:
-        return Serializer(header.serializer)
-    except ValueError:
+    serializer = _SERIALIZERS.get(header.serializer)
+    if serializer is None:
         raise _refuse(
             UnsupportedSerializerError,
             f"serializer {header.serializer} is not supported (1 = "
             "msgpack, 2 = JSON)",
             header,
-        ) from None
+        )
+    return serializer
 
 
 def _class_of(

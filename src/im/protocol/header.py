@@ -33,6 +33,7 @@ from .errors import BadHeaderError, BadMagicError, UnsupportedVersionError
 __all__ = ["Header", "decode_header", "encode_header"]
 
 _HEADER: Final = struct.Struct(">2sBBHI")
+_MAGIC_0, _MAGIC_1 = MAGIC
 assert _HEADER.size == HEADER_SIZE
 
 
@@ -61,7 +62,19 @@ def decode_header(body: bytes | bytearray | memoryview) -> Header:
     magic), not our version, or too short to hold a header.
     """
     # The magic first, on whatever bytes there are: junk should be called
-    # junk even when it is also short.
+    # junk even when it is also short. (A full header with the magic is
+    # the usual case, and the first test alone.)
+    if len(body) < HEADER_SIZE or body[0] != _MAGIC_0 or body[1] != _MAGIC_1:
+        return _slow_header(body)
+    _, version, serializer, packet_type, request_id = _HEADER.unpack_from(body)
+    if version != VERSION:
+        raise _unsupported(version)
+    return Header(version, serializer, packet_type, request_id)
+
+
+def _slow_header(body: bytes | bytearray | memoryview) -> Header:
+    """``decode_header`` for a short frame or one without the magic:
+    the checks in order, so that each failure gets its own error."""
     if not MAGIC.startswith(bytes(body[:2])):
         raise BadMagicError(
             f"frame starts with {bytes(body[:2]).hex(' ')}, not the magic "
@@ -74,10 +87,14 @@ def decode_header(body: bytes | bytearray | memoryview) -> Header:
         )
     _, version, serializer, packet_type, request_id = _HEADER.unpack_from(body)
     if version != VERSION:
-        # Past the version byte, another version's header may mean
-        # anything: the reply echoes no request id read from it.
-        raise UnsupportedVersionError(
-            f"protocol version {version} is not supported (this peer "
-            f"speaks version {VERSION})"
-        )
+        raise _unsupported(version)
     return Header(version, serializer, packet_type, request_id)
+
+
+def _unsupported(version: int) -> UnsupportedVersionError:
+    # Past the version byte, another version's header may mean anything:
+    # the reply echoes no request id read from it.
+    return UnsupportedVersionError(
+        f"protocol version {version} is not supported (this peer speaks "
+        f"version {VERSION})"
+    )

@@ -31,6 +31,7 @@ from im.protocol import (
     encode,
     encode_trusted,
 )
+from im.protocol._schema import FieldError, schema_of
 
 # 48 tests (24 types, 2 serializers): few examples each keeps the suite
 # fast; the strategies put the edges among them.
@@ -173,3 +174,41 @@ def test_decode_takes_any_buffer_and_keeps_no_reference(kind: type) -> None:
     _, decoded = decode(kind(storage))
     storage[-5:] = b"HELLO"  # the receive buffer is reused...
     assert decoded == packet  # ...and the packet does not notice
+
+
+# Values of every wire type, valid for some fields and not for others.
+ANY_VALUE = st.one_of(
+    st.integers(-3, 2**64 + 3),
+    st.booleans(),
+    st.text(max_size=70),
+    st.binary(max_size=70),
+    st.none(),
+    st.lists(st.integers(0, 3), max_size=2),
+)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+@SETTINGS
+@given(data=st.data())
+def test_the_fast_path_of_decoding_agrees_with_the_checked_one(
+    cls: type[Packet], data: st.DataObject
+) -> None:
+    schema = schema_of(cls)
+    # A valid packet's array with one value replaced, or none; or an
+    # array of anything, of about the right length.
+    if data.draw(st.booleans(), label="from a valid packet"):
+        wire = list(schema.values(data.draw(records(cls))))
+        if wire and data.draw(st.booleans(), label="replace one"):
+            index = data.draw(st.integers(0, len(wire) - 1))
+            wire[index] = data.draw(ANY_VALUE)
+    else:
+        length = len(schema.fields) + data.draw(st.sampled_from([0, 1]))
+        wire = data.draw(st.lists(ANY_VALUE, min_size=length, max_size=length))
+
+    def outcome(load: Any) -> Any:
+        try:
+            return strict(load(list(wire), False))
+        except FieldError as error:
+            return error.code, error.message, error.path
+
+    assert outcome(schema.load) == outcome(schema.load_checked)
