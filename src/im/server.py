@@ -66,6 +66,9 @@ __all__ = ["ImServer", "Stores", "build_services", "open_stores"]
 
 log = logging.getLogger("im.server")
 
+# Sharable: it keeps no state per channel, so one serves them all.
+_PREPENDER = LengthFieldPrepender(4)
+
 # How often shutdown looks whether the store has finished its queue.
 _STORE_POLL = 0.01
 
@@ -178,7 +181,7 @@ class ImServer:
             ),
             "framer",
         )
-        pipeline.add_last(LengthFieldPrepender(4), "prepender")
+        pipeline.add_last(_PREPENDER, "prepender")
         pipeline.add_last(ProtocolCodec(closing), "protocol")
         pipeline.add_last(
             IdleStateHandler(reader=self.settings.idle_timeout), "idle"

@@ -58,6 +58,13 @@ DEFAULT_BACKLOG: Final = 4096
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 
 
+# Linux's IP_BIND_ADDRESS_NO_PORT (include/uapi/linux/in.h); Python's
+# socket module does not name it.
+_IP_BIND_ADDRESS_NO_PORT: Final = getattr(
+    socket, "IP_BIND_ADDRESS_NO_PORT", 24
+)
+
+
 def _is_ip_address(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -205,6 +212,14 @@ class Bootstrap:
         sock.setblocking(False)
         try:
             if source is not None:
+                if family == socket.AF_INET:
+                    # Let connect() pick the local port, knowing the
+                    # destination: bind() alone must find a port free for
+                    # every destination, so thousands of connections in
+                    # TIME_WAIT from an earlier run exhaust the range.
+                    sock.setsockopt(
+                        socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1
+                    )
                 sock.bind((source, 0))
             code = sock.connect_ex((host, port))
         except OSError as exc:

@@ -214,6 +214,9 @@ def plan_workers(config: LoadConfig) -> list[WorkerPlan]:
         total = config._login_total
         for n in range(count):
             logins[n] = total // count + (1 if n < total % count else 0)
+    # Each run starts at another 127.0.0.x: the ports an earlier run left
+    # in TIME_WAIT (a minute, after 15,000 connections) stay out of the way.
+    first_source = 2 + int(run, 16) % 200 if _is_hex(run) else 2
     plans = []
     for n in range(count):
         probe = None
@@ -224,7 +227,7 @@ def plan_workers(config: LoadConfig) -> list[WorkerPlan]:
                 index=n,
                 workers=count,
                 config=config,
-                source=f"127.0.0.{1 + n}",
+                source=f"127.0.0.{first_source + n % 50}",
                 pairs=tuple(pairs[n]),
                 groups=tuple(groups[n]),
                 idle=tuple(idle[n]),
@@ -233,3 +236,11 @@ def plan_workers(config: LoadConfig) -> list[WorkerPlan]:
             )
         )
     return plans
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        int(text, 16)
+    except ValueError:
+        return False
+    return True

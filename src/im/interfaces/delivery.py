@@ -64,6 +64,11 @@ FLUSH_PAGE_SIZE = 200
 HELD_PUSH_LIMIT = 1000
 
 
+# The "sent" map of a session that has sent nothing: shared, never
+# written (``_note_sent`` makes the session its own first).
+_NOTHING_SENT: dict[ConversationId, int] = {}
+
+
 class Delivery:
     """What one session has been sent, and its backlog flush."""
 
@@ -91,11 +96,13 @@ class Delivery:
         self._call_soon = call_soon
         self.page_size = page_size
         self._session: Session | None = None
-        self._sent: dict[ConversationId, int] = {}
+        # Made on first use: an idle session holds neither (a dict and a
+        # list each cost a connection 60 bytes or so, at 15,000 of them).
+        self._sent: dict[ConversationId, int] = _NOTHING_SENT
         self._flushing = False
         self._waiting_writable = False
         self._cursor = ""
-        self._held: list[PushEncoder] = []
+        self._held: list[PushEncoder] | None = None
         self._held_overflow = False
         self.flush_passes = 0
 
@@ -111,8 +118,11 @@ class Delivery:
     def push(self, encoder: PushEncoder) -> None:
         """Send a newly stored message, unless it must wait or was sent."""
         if self._flushing:
-            if len(self._held) < HELD_PUSH_LIMIT:
-                self._held.append(encoder)
+            held = self._held
+            if held is None:
+                held = self._held = []
+            if len(held) < HELD_PUSH_LIMIT:
+                held.append(encoder)
             else:
                 self._held_overflow = True
             return
@@ -129,7 +139,13 @@ class Delivery:
             self.start_flush(session)
             return
         session.send(encoder.for_serializer(session.serializer))
-        self._sent[conversation] = message.seq
+        self._note_sent(conversation, message.seq)
+
+    def _note_sent(self, conversation: ConversationId, seq: int) -> None:
+        sent = self._sent
+        if sent is _NOTHING_SENT:
+            sent = self._sent = {}
+        sent[conversation] = seq
 
     # -- the flush ------------------------------------------------------------
 
@@ -202,12 +218,12 @@ class Delivery:
         data, cut = encode_sync_page(unsent, 0, session.serializer)
         session.send(data)
         for message in cut.messages:
-            sent_seqs[message.conversation_id] = message.seq
+            self._note_sent(message.conversation_id, message.seq)
         return cut if cut is not unsent else page
 
     def _finish(self) -> None:
         session = self._session
-        held, self._held = self._held, []
+        held, self._held = self._held or (), None
         if self._held_overflow:
             self._held_overflow = False
             self._cursor = ""

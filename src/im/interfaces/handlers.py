@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from codec import FrameError
 from im.application import SendOutcome
@@ -396,7 +396,6 @@ class Router(ChannelInboundHandler):
     """
 
     __slots__ = (
-        "_dispatch",
         "_limiter",
         "_slow_timer",
         "closing",
@@ -413,18 +412,6 @@ class Router(ChannelInboundHandler):
         settings = services.settings
         self._limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
         self._slow_timer: Any = None
-        self._dispatch: dict[type[Packet], Callable[[Header, Any], None]] = {
-            SendToUser: self._send_to_user,
-            SendToGroup: self._send_to_group,
-            DeliveryAck: self._delivery_ack,
-            SyncRequest: self._sync,
-            HistoryRequest: self._history,
-            CreateGroup: self._create_group,
-            JoinGroup: self._join_group,
-            LeaveGroup: self._leave_group,
-            ListMembers: self._list_members,
-            Login: self._second_login,
-        }
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -476,11 +463,11 @@ class Router(ChannelInboundHandler):
         if not self._limiter.allow():
             self._error(header, ErrorCode.RATE_LIMITED, "slow down")
             return
-        handle = self._dispatch.get(type(packet))
+        handle = _ROUTES.get(type(packet))
         if handle is None:  # a packet the codec let in but we do not serve
             self._error(header, ErrorCode.UNEXPECTED_PACKET, "not served")
             return
-        handle(header, packet)
+        handle(self, header, packet)
 
     def _reply(
         self,
@@ -706,3 +693,20 @@ class Router(ChannelInboundHandler):
 
     def _second_login(self, header: Header, packet: Login) -> None:
         self._error(header, ErrorCode.ALREADY_LOGGED_IN, "already logged in")
+
+
+# Which Router method serves which packet. One table for the class, not
+# one per connection: a dict of bound methods per Router cost about a
+# kilobyte of every connection's memory.
+_ROUTES: Final[dict[type[Packet], Callable[[Router, Header, Any], None]]] = {
+    SendToUser: Router._send_to_user,
+    SendToGroup: Router._send_to_group,
+    DeliveryAck: Router._delivery_ack,
+    SyncRequest: Router._sync,
+    HistoryRequest: Router._history,
+    CreateGroup: Router._create_group,
+    JoinGroup: Router._join_group,
+    LeaveGroup: Router._leave_group,
+    ListMembers: Router._list_members,
+    Login: Router._second_login,
+}

@@ -60,6 +60,7 @@ class Session:
     """One logged-in device: its connection and what it has been sent."""
 
     __slots__ = (
+        "_session_number",
         "address",
         "channel",
         "close_reason",
@@ -67,7 +68,6 @@ class Session:
         "flusher",
         "max_pending_output",
         "serializer",
-        "session_id",
     )
 
     def __init__(
@@ -86,11 +86,17 @@ class Session:
         self.delivery = delivery
         self.max_pending_output = max_pending_output
         # Random, so that a log line or a client report names exactly
-        # one login even when a device logs in many times.
-        self.session_id = secrets.token_hex(8)
+        # one login even when a device logs in many times. Kept as the
+        # number (half the memory of its text, per connection).
+        self._session_number = secrets.randbits(64)
         # Why the connection ended, for the "closed" log line; set by
         # whoever closes it on purpose.
         self.close_reason = ""
+
+    @property
+    def session_id(self) -> str:
+        """The session's id as the protocol carries it: 16 hex digits."""
+        return f"{self._session_number:016x}"
 
     def send(self, data: bytes) -> None:
         """Queue an encoded frame body; flushed at the end of the turn.
@@ -146,21 +152,29 @@ class SessionRegistry:
 
     def __init__(self, kick_old: bool = True) -> None:
         self.kick_old = kick_old
-        self._by_user: dict[UserId, dict[DeviceId, Session]] = {}
+        # Each online user's sessions, one per device. A tuple, not a
+        # dict by device: a user has a device or two, a scan of two is
+        # as quick as a lookup, and a tuple of one costs a connection 48
+        # bytes where a dict costs 184.
+        self._by_user: dict[UserId, tuple[Session, ...]] = {}
 
     def __len__(self) -> int:
-        return sum(len(devices) for devices in self._by_user.values())
+        return sum(len(sessions) for sessions in self._by_user.values())
 
     def online_devices(self, user: UserId) -> Sequence[DeviceId]:
-        devices = self._by_user.get(user)
-        return tuple(devices) if devices else ()
+        sessions = self._by_user.get(user)
+        if not sessions:
+            return ()
+        return tuple(session.address.device for session in sessions)
 
     def get(self, address: DeviceAddress) -> Session | None:
-        devices = self._by_user.get(address.user)
-        return None if devices is None else devices.get(address.device)
+        for session in self._by_user.get(address.user, ()):
+            if session.address.device == address.device:
+                return session
+        return None
 
     def sessions(self) -> list[Session]:
-        return [s for d in self._by_user.values() for s in d.values()]
+        return [s for group in self._by_user.values() for s in group]
 
     def register(self, session: Session) -> None:
         """Add ``session``, settling a duplicate by the policy.
@@ -172,25 +186,31 @@ class SessionRegistry:
         its backlog.
         """
         address = session.address
-        devices = self._by_user.setdefault(address.user, {})
-        older = devices.get(address.device)
+        older = self.get(address)
         if older is not None:
             if not self.kick_old:
                 raise DuplicateLogin(str(address))
-            del devices[address.device]
+            self._remove(older)
             log.info(
                 "%r %s replaced by a newer login",
                 older.channel,
                 address,
             )
             older.kick(ErrorCode.REPLACED, "logged in again elsewhere")
-        devices[address.device] = session
+        self._by_user[address.user] = (
+            *self._by_user.get(address.user, ()),
+            session,
+        )
 
     def unregister(self, session: Session) -> None:
         """Remove ``session`` if it is still the device's current one."""
-        address = session.address
-        devices = self._by_user.get(address.user)
-        if devices is not None and devices.get(address.device) is session:
-            del devices[address.device]
-            if not devices:
-                del self._by_user[address.user]
+        if self.get(session.address) is session:
+            self._remove(session)
+
+    def _remove(self, session: Session) -> None:
+        user = session.address.user
+        rest = tuple(s for s in self._by_user[user] if s is not session)
+        if rest:
+            self._by_user[user] = rest
+        else:
+            del self._by_user[user]
