@@ -14,6 +14,8 @@ Servers:
 
 * ``netim-memory``: ``netim serve --store memory`` (NOT DURABLE: for
   comparing like with like, the baselines keep nothing either);
+* ``netim-pure``: the same with the pure-Python codec forced
+  (``NETIM_PURE_PYTHON=1``): the prototype;
 * ``netim-sqlite``: ``netim serve`` with its SQLite store, durable
   (synchronous=FULL), in a fresh database;
 * ``uvloop``, ``asyncio``: ``bench/baseline/asyncio_im.py`` on each loop
@@ -95,7 +97,7 @@ def server_command(
         return [*netim, "--store", "sqlite", "--database", str(database)], (
             source
         )
-    if name == "netim-memory":
+    if name in ("netim-memory", "netim-pure"):
         return [*netim, "--store", "memory"], source
     _, _, tree = name.partition("=")
     if not tree:
@@ -109,6 +111,8 @@ def running(name: str, secret: bytes, workdir: Path) -> Iterator[Server]:
     command, source = server_command(name, port, secret, workdir)
     env = dict(os.environ)
     env["PYTHONPATH"] = source
+    if name == "netim-pure":
+        env["NETIM_PURE_PYTHON"] = "1"
     with tempfile.TemporaryFile() as log:
         popen = subprocess.Popen(
             ["taskset", "-c", SERVER_CPU, *command],
@@ -167,9 +171,14 @@ def run_all(
                         cpus=LOAD_CPUS,
                     )
                 results[name].append(result)
-                print(f"[{round_}/{repeat}] {name:14} {line(result)}")
+                print(f"[{round_}/{repeat}] {label(name):14} {line(result)}")
                 time.sleep(pause)
     return results
+
+
+def label(name: str) -> str:
+    """How a server is named in the tables: ``NAME=DIR`` as NAME."""
+    return name.partition("=")[0]
 
 
 def line(r: LoadResult) -> str:
@@ -212,7 +221,7 @@ def medians(results: dict[str, list[LoadResult]]) -> dict[str, dict]:
     table: dict[str, dict[str, float]] = {}
     for name, runs in results.items():
         if runs:
-            table[name] = {
+            table[label(name)] = {
                 figure: statistics.median(get(r) for r in runs)
                 for figure, get in FIGURES.items()
             }
@@ -259,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     results = run_all(config, servers, args.repeat, args.pause)
     table = medians(results)
-    reference = "uvloop" if "uvloop" in table else servers[0]
+    reference = "uvloop" if "uvloop" in table else label(servers[0])
     print_table(table, reference)
     failed = [
         name
@@ -269,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name, runs in results.items():
         notes = {r.bottleneck for r in runs}
-        print(f"{name}: " + "; ".join(sorted(notes)))
+        print(f"{label(name)}: " + "; ".join(sorted(notes)))
     if args.save:
         args.save.write_text(
             json.dumps(
@@ -277,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
                     "argv": sys.argv[1:],
                     "medians": table,
                     "runs": {
-                        n: [r.as_dict() for r in runs]
+                        label(n): [r.as_dict() for r in runs]
                         for n, runs in results.items()
                     },
                 },

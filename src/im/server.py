@@ -136,7 +136,7 @@ def build_services(
         clock=clock,
         registry=registry,
         flusher=FlushBatcher(call_soon),
-        send=SendMessage(m, g, registry, clock, ids),
+        send=SendMessage(m, g, clock, ids),
         ack=AcknowledgeDelivery(m, g),
         sync=SyncBacklog(m, g),
         history=History(m, g),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from im.domain import (
@@ -11,7 +11,6 @@ from im.domain import (
     Clock,
     ConversationId,
     DeviceAddress,
-    DeviceDirectory,
     Group,
     GroupId,
     GroupStore,
@@ -41,15 +40,18 @@ class SendOutcome:
     """What the interface layer does after a send.
 
     Reply ``ack`` to the sender, and push ``message`` (encoded once) to
-    every device in ``recipients``: the recipients' online devices and
-    the sender's other online devices. A resend (``duplicate``) gets the
-    original ack and pushes to no one: the first send pushed already, and
-    a device that missed that push gets the message at its next sync.
+    every online device of the users in ``recipients`` but the one that
+    sent it: the other party (or the group's members) and the sender
+    itself, whose other devices get a copy. Which devices are online is
+    the interface layer's to know; the use case says whose. A resend
+    (``duplicate``) gets the original ack and pushes to no one: the first
+    send pushed already, and a device that missed that push gets the
+    message at its next sync.
     """
 
     ack: ServerAck
     message: Message
-    recipients: tuple[DeviceAddress, ...]
+    recipients: tuple[UserId, ...]
     duplicate: bool
 
 
@@ -65,13 +67,11 @@ class SendMessage:
         self,
         messages: MessageStore,
         groups: GroupStore,
-        directory: DeviceDirectory,
         clock: Clock,
         ids: IdGenerator,
     ) -> None:
         self._messages = messages
         self._groups = groups
-        self._directory = directory
         self._clock = clock
         self._ids = ids
 
@@ -91,9 +91,13 @@ class SendMessage:
             )  # fmt: skip
         except InvalidArgument as error:
             return Pending.failure(error)
-        users = (to_user,) if to_user != sender.user else ()
+        # The other party, and the sender for its other devices (once,
+        # for a note to self).
+        users: tuple[UserId, ...] = (to_user,)
+        if to_user != sender.user:
+            users = (to_user, sender.user)
         return self._messages.append(draft).then(
-            lambda appended: self._outcome(appended, sender, users)
+            lambda appended: _outcome(appended, users)
         )
 
     def to_group(
@@ -114,9 +118,9 @@ class SendMessage:
             )  # fmt: skip
             # Members as of the check: one who joins while the message is
             # being stored gets it at sync (its floor is below its seq).
-            others = tuple(u for u in group.members if u != sender.user)
+            members = tuple(group.members)
             return self._messages.append(draft).then(
-                lambda appended: self._outcome(appended, sender, others)
+                lambda appended: _outcome(appended, members)
             )
 
         return self._groups.get(group_id).chain(store)
@@ -141,30 +145,13 @@ class SendMessage:
             timestamp_ms=self._clock.now_ms(),
         )
 
-    def _outcome(
-        self,
-        appended: Appended,
-        sender: DeviceAddress,
-        users: Iterable[UserId],
-    ) -> SendOutcome:
-        message = appended.message
-        recipients: tuple[DeviceAddress, ...] = ()
-        if not appended.duplicate:
-            recipients = tuple(self._devices(sender, users))
-        return SendOutcome(
-            ServerAck.of(message), message, recipients, appended.duplicate
-        )
 
-    def _devices(
-        self, sender: DeviceAddress, users: Iterable[UserId]
-    ) -> Iterable[DeviceAddress]:
-        online = self._directory.online_devices
-        for device in online(sender.user):
-            if device != sender.device:
-                yield DeviceAddress(sender.user, device)
-        for user in users:
-            for device in online(user):
-                yield DeviceAddress(user, device)
+def _outcome(appended: Appended, users: tuple[UserId, ...]) -> SendOutcome:
+    message = appended.message
+    recipients = () if appended.duplicate else users
+    return SendOutcome(
+        ServerAck.of(message), message, recipients, appended.duplicate
+    )
 
 
 class AcknowledgeDelivery:

@@ -10,8 +10,10 @@ the in-memory adapter completes at once. A store method must:
   conversation (one writer per conversation is the simple way), so that
   seq assignment and cursors never interleave half-done.
 
-``Clock``, ``IdGenerator`` and ``DeviceDirectory`` answer at once: they
-live in memory on the loop (the directory is the session registry).
+``Clock`` and ``IdGenerator`` answer at once: they live in memory on
+the loop. Who is online is not the domain's business: a use case names
+the users a message is for, and the interface layer finds their
+devices.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .group import Group
-from .ids import ConversationId, DeviceAddress, DeviceId, GroupId, UserId
+from .ids import ConversationId, DeviceAddress, GroupId, UserId
 from .message import Message, MessageDraft
 from .pending import Pending
 
@@ -175,12 +177,4 @@ class IdGenerator(Protocol):
 
     def next_group_id(self) -> GroupId:
         """A fresh group id of at most 62 characters (62 + "g:" = 64)."""
-        ...
-
-
-class DeviceDirectory(Protocol):
-    """Who is online: the session registry, seen from the use cases."""
-
-    def online_devices(self, user: UserId) -> Sequence[DeviceId]:
-        """The user's devices that hold a session now."""
         ...

@@ -77,9 +77,9 @@ from .delivery import Delivery
 from .services import Services
 from .sessions import DuplicateLogin, Session
 from .wire import (
+    encode_ack,
     encode_history_page,
     encode_sync_page,
-    to_wire_ack,
 )
 
 __all__ = [
@@ -571,8 +571,13 @@ class Router(ChannelInboundHandler):
                 # The ack before any push: the sender hears "stored" no
                 # later than its other devices hear the news.
                 if session.channel.is_open:
-                    ack = to_wire_ack(outcome.ack)
-                    session.send(self._encode(ack, header))
+                    # The header's serializer is a known one by now: its
+                    # number serves as well as the enum member, and costs
+                    # no enum lookup per message.
+                    ack = encode_ack(
+                        outcome.ack, header.request_id, header.serializer
+                    )
+                    session.send(ack)
                 if outcome.recipients:
                     self.services.fan_out(outcome.message, outcome.recipients)
             except Exception as exc:  # our bug: say so, keep serving

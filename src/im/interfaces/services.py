@@ -14,7 +14,7 @@ from im.application import (
     SyncBacklog,
 )
 from im.config import Settings
-from im.domain import Clock, DeviceAddress, Message
+from im.domain import Clock, Message, UserId
 
 from .sessions import FlushBatcher, SessionRegistry
 from .wire import PushEncoder
@@ -37,19 +37,21 @@ class Services:
     # Counters for the statistics line and the tests.
     pushes: int = field(default=0)
 
-    def fan_out(
-        self, message: Message, recipients: Iterable[DeviceAddress]
-    ) -> None:
-        """Push a stored message to each recipient device online here.
+    def fan_out(self, message: Message, users: Iterable[UserId]) -> None:
+        """Push a stored message to every device of ``users`` online
+        here, except the one that sent it.
 
         Encoded once (per serializer in use), whatever the number of
-        recipients. A device that went offline since the use case
-        looked is simply skipped: the message is in its backlog.
+        recipients. An offline device needs nothing now: the message is
+        in its backlog.
         """
         encoder = PushEncoder(message)
-        registry = self.registry
-        for address in recipients:
-            session = registry.get(address)
-            if session is not None:
-                session.delivery.push(encoder)
-                self.pushes += 1
+        sessions_of = self.registry.sessions_of
+        sender = message.sender
+        pushed = 0
+        for user in users:
+            for session in sessions_of(user):
+                if session.address != sender:
+                    session.delivery.push(encoder)
+                    pushed += 1
+        self.pushes += pushed

@@ -1,9 +1,9 @@
 """Who is online: sessions, the registry of them, and batched flushing.
 
 A ``Session`` is one logged-in device on one connection. The
-``SessionRegistry`` maps users to their sessions; it is the domain's
-``DeviceDirectory`` (the use cases ask it who to push to) and the place
-where a second login of the same device is settled.
+``SessionRegistry`` maps users to their sessions: a message's pushes go
+to the sessions of the users its use case names, and a second login of
+the same device is settled here.
 
 Everything here runs on the loop thread, so nothing locks.
 """
@@ -143,7 +143,7 @@ class DuplicateLogin(Exception):
 
 
 class SessionRegistry:
-    """The online sessions, by user and device (a ``DeviceDirectory``).
+    """The online sessions, by user and device.
 
     ``kick_old``: a login from a device that already has a session ends
     the older one (KICKED REPLACED) and takes its place; otherwise the
@@ -161,11 +161,12 @@ class SessionRegistry:
     def __len__(self) -> int:
         return sum(len(sessions) for sessions in self._by_user.values())
 
+    def sessions_of(self, user: UserId) -> tuple[Session, ...]:
+        """The user's sessions, one per device online."""
+        return self._by_user.get(user, ())
+
     def online_devices(self, user: UserId) -> Sequence[DeviceId]:
-        sessions = self._by_user.get(user)
-        if not sessions:
-            return ()
-        return tuple(session.address.device for session in sessions)
+        return tuple(s.address.device for s in self._by_user.get(user, ()))
 
     def get(self, address: DeviceAddress) -> Session | None:
         for session in self._by_user.get(address.user, ()):

@@ -8,7 +8,9 @@ either shows up here and nowhere else.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Final, TypeVar
+
+import msgpack
 
 from im import protocol
 from im.application import HistoryPage, SyncPage
@@ -18,13 +20,17 @@ from im.protocol import (
     ChatType,
     EncodeError,
     Packet,
+    PacketType,
     Serializer,
     encode_trusted,
 )
+from im.protocol.header import encode_header
 
 __all__ = [
     "PushEncoder",
+    "encode_ack",
     "encode_history_page",
+    "encode_push",
     "encode_sync_page",
     "fit_messages",
     "to_wire_ack",
@@ -83,10 +89,55 @@ class PushEncoder:
     def for_serializer(self, serializer: Serializer) -> bytes:
         data = self._encoded.get(serializer)
         if data is None:
-            push = protocol.Push(to_wire_message(self.message))
-            data = encode_trusted(push, 0, serializer)
-            self._encoded[serializer] = data
+            data = self._encoded[serializer] = encode_push(
+                self.message, serializer
+            )
         return data
+
+
+# The two packets the server writes for every message, encoded straight
+# from the domain's values: the same bytes as building the protocol's
+# packet and ``encode_trusted`` (the tests hold them equal), without the
+# three intermediate objects. Fields in the protocol's order (Message,
+# ServerAck in docs/protocol.md).
+_PUSH_HEADER: Final = encode_header(PacketType.PUSH, 0, Serializer.MSGPACK)
+
+
+def encode_push(message: Message, serializer: Serializer) -> bytes:
+    """The frame body of a PUSH of ``message``."""
+    if serializer != Serializer.MSGPACK:
+        push = protocol.Push(to_wire_message(message))
+        return encode_trusted(push, 0, serializer)
+    sender = message.sender
+    record = [
+        message.message_id,
+        message.conversation_id.value,
+        message.seq,
+        message.conversation_id.chat_type,
+        sender.user,
+        sender.device,
+        message.to,
+        message.timestamp_ms,
+        message.content_type,
+        message.body,
+    ]
+    return _PUSH_HEADER + msgpack.packb([record], use_bin_type=True)
+
+
+def encode_ack(ack: ServerAck, request_id: int, serializer: int) -> bytes:
+    """The frame body of the SERVER_ACK ``ack``, answering ``request_id``."""
+    if serializer != Serializer.MSGPACK:
+        packet = to_wire_ack(ack)
+        return encode_trusted(packet, request_id, Serializer(serializer))
+    fields = [
+        ack.client_message_id,
+        ack.message_id,
+        ack.conversation_id.value,
+        ack.seq,
+        ack.timestamp_ms,
+    ]
+    header = encode_header(PacketType.SERVER_ACK, request_id, serializer)
+    return header + msgpack.packb(fields, use_bin_type=True)
 
 
 def _estimate(message: Message, serializer: Serializer) -> int:

@@ -27,7 +27,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from .constants import HEADER_SIZE, MAGIC, VERSION, Serializer
+from .constants import HEADER_SIZE, MAGIC, VERSION
 from .errors import BadHeaderError, BadMagicError, UnsupportedVersionError
 
 __all__ = ["Header", "decode_header", "encode_header"]
@@ -48,10 +48,9 @@ class Header:
     request_id: int
 
 
-def encode_header(
-    packet_type: int, request_id: int, serializer: Serializer
-) -> bytes:
-    """The header bytes for a packet of ``packet_type``."""
+def encode_header(packet_type: int, request_id: int, serializer: int) -> bytes:
+    """The header bytes for a packet of ``packet_type`` (``serializer``
+    a ``Serializer``, or its number)."""
     return _HEADER.pack(MAGIC, VERSION, serializer, packet_type, request_id)
 
 

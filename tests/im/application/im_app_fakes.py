@@ -3,7 +3,6 @@ store whose appends complete when the test says, and one wired app."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -39,21 +38,6 @@ class ManualClock:
         return self.now
 
 
-class Directory:
-    """Who is online, set by the test."""
-
-    def __init__(self) -> None:
-        self.online: dict[UserId, list[DeviceId]] = {}
-
-    def connect(self, user: str, *devices: str) -> list[DeviceAddress]:
-        mine = self.online.setdefault(UserId(user), [])
-        mine.extend(DeviceId(d) for d in devices)
-        return [dev(user, d) for d in devices]
-
-    def online_devices(self, user: UserId) -> Sequence[DeviceId]:
-        return tuple(self.online.get(user, ()))
-
-
 class DeferredMessageStore(InMemoryMessageStore):
     """Appends wait in a queue until the test runs them, in any order, as
     a threaded store's would until its writer gets to them."""
@@ -84,13 +68,12 @@ class App:
         default_factory=InMemoryMessageStore
     )
     groups: InMemoryGroupStore = field(default_factory=InMemoryGroupStore)
-    directory: Directory = field(default_factory=Directory)
     clock: ManualClock = field(default_factory=ManualClock)
     ids: CountingIdGenerator = field(default_factory=CountingIdGenerator)
 
     def __post_init__(self) -> None:
         m, g = self.messages, self.groups
-        self.send = SendMessage(m, g, self.directory, self.clock, self.ids)
+        self.send = SendMessage(m, g, self.clock, self.ids)
         self.ack = AcknowledgeDelivery(m, g)
         self.sync = SyncBacklog(m, g)
         self.history = History(m, g)

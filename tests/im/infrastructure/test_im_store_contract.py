@@ -20,7 +20,6 @@ from im.domain import (
     MAX_GROUP_MEMBERS,
     BacklogStart,
     ConversationId,
-    DeviceId,
     Group,
     GroupFull,
     GroupId,
@@ -323,16 +322,11 @@ class _Clock:
         return 1_700_000_000_000
 
 
-class _Nobody:
-    def online_devices(self, user: UserId) -> tuple[DeviceId, ...]:
-        return ()
-
-
 def test_the_use_cases_run_on_each_store(stores: Stores) -> None:
     """A group's life through the use cases: the joins' floors, the sync
     and the history come out the same on both stores."""
     m, g, ids = stores.messages, stores.groups, CountingIdGenerator()
-    send = SendMessage(m, g, _Nobody(), _Clock(), ids)
+    send = SendMessage(m, g, _Clock(), ids)
     manage = ManageGroups(g, m, _Clock(), ids)
     sync, history = SyncBacklog(m, g), History(m, g)
     alice, bob = dev("alice"), dev("bob")
