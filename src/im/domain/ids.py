@@ -65,6 +65,17 @@ class ConversationId:
 
     value: str
 
+    # Written out rather than generated: a conversation id is a dict key
+    # on every message's path, and the generated methods build a tuple
+    # of the fields at each call.
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is ConversationId:
+            return self.value == other.value
+        return NotImplemented
+
     @classmethod
     def direct(cls, a: UserId, b: UserId) -> ConversationId:
         """The one conversation between ``a`` and ``b``, either way round."""

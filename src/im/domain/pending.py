@@ -39,13 +39,16 @@ class Pending(Generic[T]):
         self._state = _WAITING
         self._value: T | None = None
         self._error: Exception | None = None
-        self._callbacks: list[Callable[[Pending[T]], None]] = []
+        # Made when the first callback waits: a store that answers at
+        # once (the in-memory one) never needs the list.
+        self._callbacks: list[Callable[[Pending[T]], None]] | None = None
 
     @classmethod
     def of(cls, value: T) -> Pending[T]:
         """An already resolved Pending."""
         pending: Pending[T] = cls()
-        pending.resolve(value)
+        pending._state = _RESOLVED
+        pending._value = value
         return pending
 
     @classmethod
@@ -83,7 +86,10 @@ class Pending(Generic[T]):
         self, callback: Callable[[Pending[T]], None]
     ) -> None:
         if self._state == _WAITING:
-            self._callbacks.append(callback)
+            if self._callbacks is None:
+                self._callbacks = [callback]
+            else:
+                self._callbacks.append(callback)
         else:
             callback(self)
 
@@ -135,6 +141,7 @@ class Pending(Generic[T]):
         if self._state != _WAITING:
             raise PendingStateError("Pending completed twice")
         self._state, self._value, self._error = state, value, error
-        callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback(self)
+        callbacks, self._callbacks = self._callbacks, None
+        if callbacks:
+            for callback in callbacks:
+                callback(self)

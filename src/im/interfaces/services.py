@@ -48,10 +48,13 @@ class Services:
         encoder = PushEncoder(message)
         sessions_of = self.registry.sessions_of
         sender = message.sender
+        sender_user, sender_device = sender.user, sender.device
         pushed = 0
         for user in users:
+            own = user == sender_user
             for session in sessions_of(user):
-                if session.address != sender:
-                    session.delivery.push(encoder)
-                    pushed += 1
+                if own and session.address.device == sender_device:
+                    continue  # the sending device has its ack
+                session.delivery.push(encoder)
+                pushed += 1
         self.pushes += pushed
