@@ -20,6 +20,7 @@ message id when it reconnects: stored once, acked then.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -65,6 +66,9 @@ from reactor.handlers.idle import IdleStateHandler
 __all__ = ["ImServer", "Stores", "build_services", "open_stores"]
 
 log = logging.getLogger("im.server")
+
+# See ImServer.listen.
+READ_SIZE_PER_TURN = 2048
 
 # Sharable: it keeps no state per channel, so one serves them all.
 _PREPENDER = LengthFieldPrepender(4)
@@ -118,6 +122,31 @@ def open_stores(settings: Settings, submit: Callable[..., Any]) -> Stores:
             f"synchronous={settings.sqlite_synchronous})"
         ),
     )
+
+
+# Allocations between young collections, young collections per middle
+# one, middle ones per full one: see tune_garbage_collector.
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
+def tune_garbage_collector() -> None:
+    """Make full garbage collections rare: each one is a pause.
+
+    A full collection walks every live container object. A server holds
+    many (15,000 sessions of about 30 objects each; the in-memory store,
+    every message) and makes about 20 per message, so with CPython's
+    defaults (700, 10, 10) a full pass of tens to hundreds of
+    milliseconds came every few seconds under load: every connection's
+    latency felt it (docs/perf/004-overload.md). ``gc.freeze`` takes
+    what exists at start (code, settings) out of every pass; the
+    thresholds space the passes out. Most of what a request makes is
+    freed by reference counting the moment it is done with, and a closed
+    connection leaves only a few objects for the collector (its channel
+    and pipeline), so the rarer passes find little and the memory they
+    free is small.
+    """
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def build_services(
@@ -197,7 +226,15 @@ class ImServer:
         options = ChannelOptions(
             water_mark=WriteBufferWaterMark(
                 settings.low_watermark, settings.high_watermark
-            )
+            ),
+            # One read of at most 2 KiB (about 15 chat messages) per
+            # connection per loop turn: a turn is as long as the work
+            # its reads bring, so a few flooding clients would otherwise
+            # make everyone else wait seconds for their turn. A large
+            # frame takes several turns to arrive; a message of a
+            # typical size takes one.
+            max_read_size=READ_SIZE_PER_TURN,
+            max_reads_per_event=1,
         )
         self.listener = (
             ServerBootstrap(self.loop)
@@ -212,6 +249,7 @@ class ImServer:
         """Serve until SIGTERM or SIGINT, then stop (see the module)."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(signum, self.stop)
+        tune_garbage_collector()
         try:
             self.loop.run()
         finally:

@@ -74,8 +74,9 @@ EPOLLERR: Final = select.EPOLLERR
 _READ_INTEREST: Final = EPOLLIN | EPOLLRDHUP
 _READABLE: Final = EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR
 
-# Reads per wake-up when each read fills its buffer. Level triggering
-# wakes us again for the rest, so a small number keeps peers fair.
+# Reads per wake-up when each read fills its buffer (the default of
+# ChannelOptions.max_reads_per_event). Level triggering wakes us again
+# for the rest, so a small number keeps peers fair.
 MAX_READS_PER_EVENT: Final = 4
 
 # sendmsg calls per flush before yielding to other channels (Netty: 16).
@@ -116,6 +117,7 @@ class ChannelOptions:
         "allow_half_closure",
         "auto_read",
         "max_read_size",
+        "max_reads_per_event",
         "tcp_nodelay",
         "water_mark",
     )
@@ -128,6 +130,7 @@ class ChannelOptions:
         tcp_nodelay: bool = True,
         water_mark: WriteBufferWaterMark = DEFAULT_WATER_MARK,
         max_read_size: int = 65536,
+        max_reads_per_event: int = MAX_READS_PER_EVENT,
     ) -> None:
         if not MIN_READ_SIZE <= max_read_size <= RECEIVE_BUFFER_SIZE:
             raise ValueError(
@@ -139,7 +142,15 @@ class ChannelOptions:
         self.allow_half_closure = allow_half_closure
         self.tcp_nodelay = tcp_nodelay
         self.water_mark = water_mark
+        if max_reads_per_event < 1:
+            raise ValueError(
+                f"max_reads_per_event must be >= 1, got {max_reads_per_event}"
+            )
         self.max_read_size = max_read_size
+        # At most max_read_size * max_reads_per_event bytes of one
+        # connection go to the pipeline per loop turn: what bounds the
+        # work one busy peer can put between another peer's turns.
+        self.max_reads_per_event = max_reads_per_event
 
 
 DEFAULT_OPTIONS: Final = ChannelOptions()
@@ -567,7 +578,7 @@ class SocketChannel(Channel):
         # batch; one asked for by the handlers it calls is a new request
         # and must survive it (Netty's pull pattern).
         self._read_once = False
-        for _ in range(MAX_READS_PER_EVENT):
+        for _ in range(self._options.max_reads_per_event):
             try:
                 count = recv_into(recv_buffer, size)
             except (BlockingIOError, InterruptedError):
@@ -592,6 +603,10 @@ class SocketChannel(Channel):
             if self._outbound is not None:
                 head.fire_exception_caught(failure)
                 self._close(failure)
+            # The exception's traceback holds this frame, and this frame
+            # the exception: a cycle that would keep the channel until a
+            # full garbage collection.
+            failure = None
         elif end_of_input:
             self._input_ended()
 

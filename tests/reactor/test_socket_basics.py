@@ -456,3 +456,47 @@ def test_stop_from_a_signal_handler_ends_run_promptly():
         signal.signal(signal.SIGALRM, previous)
         loop.close()
     assert elapsed < 0.5
+
+
+def test_one_turn_reads_at_most_the_configured_reads_of_a_peer(
+    drive, recorder
+):
+    # A peer with far more queued than one turn may take: each turn
+    # hands the pipeline at most max_read_size * max_reads_per_event,
+    # so one busy peer cannot fill a turn that others wait behind.
+    options = ChannelOptions(max_read_size=1024, max_reads_per_event=2)
+    channel, peer = drive.pair(recorder, options=options)
+    record = drive.handler(channel, recorder)
+    peer.sock.sendall(b"x" * 64 * 1024)
+    drive.run_until(lambda: record.received, what="a first read")
+    per_turn = []
+    while len(record.received) < 64 * 1024:
+        before = len(record.received)
+        drive.turn()
+        per_turn.append(len(record.received) - before)
+    assert max(per_turn) <= 2 * 1024
+    with pytest.raises(ValueError, match="max_reads_per_event"):
+        ChannelOptions(max_reads_per_event=0)
+
+
+def test_a_closed_channels_handlers_are_freed_without_the_collector(drive):
+    # The server runs with full garbage collections far apart (they are
+    # pauses); a closed connection's handlers, and what they hold, must
+    # go by reference counting alone, not wait for one.
+    import gc
+    import weakref
+
+    class Holder(ChannelInboundHandler):
+        pass
+
+    gc.disable()
+    try:
+        channel, peer = drive.pair(Holder, Holder, Holder)
+        handlers = [weakref.ref(h) for h in drive.handlers_of[channel]]
+        del drive.handlers_of[channel]
+        channel.close()
+        drive.run_until(lambda: channel.close_future.done())
+        drive.run_turns(3)
+        assert [ref() for ref in handlers] == [None, None, None]
+    finally:
+        gc.enable()

@@ -113,6 +113,11 @@ class Delivery:
     def sent_seq(self, conversation: ConversationId) -> int:
         return self._sent.get(conversation, 0)
 
+    def detach(self) -> None:
+        """The session ended: forget it (and what was held for it)."""
+        self._session = None
+        self._held = None
+
     # -- live -----------------------------------------------------------------
 
     def push(self, encoder: PushEncoder) -> None:

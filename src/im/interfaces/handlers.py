@@ -168,6 +168,12 @@ class ProtocolCodec(ChannelInboundHandler):
             reply = Error(ErrorCode.FRAME_TOO_LONG, str(exc)[:1024], True)
             _close_after(ctx, encode(reply))
             return
+        if isinstance(exc, ConnectionError):
+            # A reset or a broken pipe: the peer went away, as phones do.
+            # The transport closes the channel; its one "closed" line
+            # says why. Nothing for an operator to act on.
+            self.closing.note(f"connection lost: {exc.strerror or exc}")
+            return
         ctx.fire_exception_caught(exc)
 
     def _refuse(
@@ -420,6 +426,10 @@ class Router(ChannelInboundHandler):
         self.closing.note(session.close_reason)
         self.services.registry.unregister(session)
         self._cancel_slow_timer(ctx)
+        # The session and its delivery point at each other; untie them so
+        # that the closed connection's state goes when the last reference
+        # does, not at the next full garbage collection.
+        session.delivery.detach()
         ctx.fire_channel_inactive()
 
     def channel_writability_changed(self, ctx: ChannelHandlerContext) -> None:

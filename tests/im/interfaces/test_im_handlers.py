@@ -399,3 +399,19 @@ def test_a_message_stored_after_its_sender_left_still_reaches_everyone():
     assert push.message.content == b"are you there?"
     [copy] = only(alice_laptop.packets(), Push)
     assert copy.message.message_id == push.message.message_id
+
+
+def test_a_reset_by_the_peer_is_a_close_reason_not_an_error(caplog):
+    services = make_services()
+    alice = logged_in(services, "alice")
+    with caplog.at_level(logging.INFO):
+        reset = ConnectionResetError(104, "Connection reset by peer")
+        alice.channel.pipeline.fire_exception_caught(reset)
+        alice.channel.close()
+        alice.channel.run_pending_tasks()
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+    assert (
+        caplog.records[0]
+        .getMessage()
+        .endswith("closed: connection lost: Connection reset by peer")
+    )
