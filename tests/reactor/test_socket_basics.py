@@ -491,7 +491,7 @@ def test_a_closed_channels_handlers_are_freed_without_the_collector(drive):
 
     gc.disable()
     try:
-        channel, peer = drive.pair(Holder, Holder, Holder)
+        channel, _peer = drive.pair(Holder, Holder, Holder)
         handlers = [weakref.ref(h) for h in drive.handlers_of[channel]]
         del drive.handlers_of[channel]
         channel.close()
