@@ -75,7 +75,11 @@ from reactor.handlers.idle import IdleState, IdleStateEvent
 
 from .delivery import Delivery
 from .services import Services
-from .sessions import DuplicateLogin, Session
+from .sessions import (
+    HOLD_UNWRITABLE,
+    DuplicateLogin,
+    Session,
+)
 from .wire import (
     encode_ack,
     encode_history_page,
@@ -438,10 +442,10 @@ class Router(ChannelInboundHandler):
             self._cancel_slow_timer(ctx)
             # Inbound back-pressure: a client that does not read its
             # replies is not read from either (see the else branch).
-            channel.auto_read = True
+            self.session.release_input(HOLD_UNWRITABLE)
             self.session.delivery.channel_writable()
         else:
-            channel.auto_read = False
+            self.session.hold_input(HOLD_UNWRITABLE)
             if self._slow_timer is None:
                 self._slow_timer = channel.loop.call_later(
                     self.services.settings.slow_consumer_timeout,
@@ -569,8 +573,11 @@ class Router(ChannelInboundHandler):
         at their next login, and a resend after a reconnect is a
         duplicate that pushes nothing."""
         session = self.session
+        admission = self.services.admission
+        admission.started(session)
 
         def done(pending: Pending[SendOutcome]) -> None:
+            admission.finished()
             error = pending.exception()
             if error is not None:
                 if session.channel.is_open:

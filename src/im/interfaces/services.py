@@ -16,7 +16,7 @@ from im.application import (
 from im.config import Settings
 from im.domain import Clock, Message, UserId
 
-from .sessions import FlushBatcher, SessionRegistry
+from .sessions import Admission, FlushBatcher, SessionRegistry
 from .wire import PushEncoder
 
 __all__ = ["Services"]
@@ -34,6 +34,8 @@ class Services:
     sync: SyncBacklog
     history: History
     groups: ManageGroups
+    # Reading stops from senders while the store is behind.
+    admission: Admission = field(default_factory=Admission)
     # Counters for the statistics line and the tests.
     pushes: int = field(default=0)
 

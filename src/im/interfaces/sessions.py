@@ -60,6 +60,7 @@ class Session:
     """One logged-in device: its connection and what it has been sent."""
 
     __slots__ = (
+        "_input_holds",
         "_session_number",
         "address",
         "channel",
@@ -89,6 +90,9 @@ class Session:
         # one login even when a device logs in many times. Kept as the
         # number (half the memory of its text, per connection).
         self._session_number = secrets.randbits(64)
+        # Why reading from the device is paused, as bits (HOLD_*); it is
+        # read from again when none is left.
+        self._input_holds = 0
         # Why the connection ended, for the "closed" log line; set by
         # whoever closes it on purpose.
         self.close_reason = ""
@@ -97,6 +101,22 @@ class Session:
     def session_id(self) -> str:
         """The session's id as the protocol carries it: 16 hex digits."""
         return f"{self._session_number:016x}"
+
+    def hold_input(self, reason: int) -> None:
+        """Stop reading the device's requests for ``reason`` (HOLD_*)."""
+        if not self._input_holds & reason:
+            self._input_holds |= reason
+            self.channel.auto_read = False
+
+    def release_input(self, reason: int) -> None:
+        """``reason`` is gone; read again unless another holds."""
+        if self._input_holds & reason:
+            self._input_holds &= ~reason
+            if not self._input_holds and self.channel.is_open:
+                self.channel.auto_read = True
+
+    def is_held(self, reason: int) -> bool:
+        return bool(self._input_holds & reason)
 
     def send(self, data: bytes) -> None:
         """Queue an encoded frame body; flushed at the end of the turn.
@@ -136,6 +156,51 @@ class Session:
 
     def __repr__(self) -> str:
         return f"Session({self.address}, {self.channel!r})"
+
+
+# Reasons to stop reading from a device (Session.hold_input).
+HOLD_UNWRITABLE = 1  # it does not read its replies
+HOLD_STORE = 2  # the store has more queued than it should (Admission)
+
+
+class Admission:
+    """Stop reading from senders while the store falls behind.
+
+    A durable store commits at its own pace on its writer thread, and
+    the loop reads requests far faster than a disk commits them: under a
+    flood, sends queue up in front of the writer and every reply (the
+    SERVER_ACK, and so the pushes) waits seconds behind them. Past
+    ``high`` sends in flight, each new sender's connection stops being
+    read; when the store is back under ``low``, they are read again. The
+    flood then waits in the senders' own socket buffers (and, when those
+    fill, in the senders), where it costs the server nothing, and
+    everyone else's requests stay a short queue away from the disk.
+
+    An in-memory store answers at once: nothing is ever in flight.
+    """
+
+    __slots__ = ("_held", "high", "in_flight", "low")
+
+    def __init__(self, high: int = 256, low: int = 64) -> None:
+        self.high = high
+        self.low = low
+        self.in_flight = 0
+        self._held: list[Session] = []
+
+    def started(self, session: Session) -> None:
+        """``session`` handed a send to the store."""
+        self.in_flight += 1
+        if self.in_flight >= self.high and not session.is_held(HOLD_STORE):
+            session.hold_input(HOLD_STORE)
+            self._held.append(session)
+
+    def finished(self) -> None:
+        """A send's store operation completed."""
+        self.in_flight -= 1
+        if self._held and self.in_flight <= self.low:
+            held, self._held = self._held, []
+            for session in held:
+                session.release_input(HOLD_STORE)
 
 
 class DuplicateLogin(Exception):
