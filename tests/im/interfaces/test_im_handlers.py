@@ -415,3 +415,24 @@ def test_a_reset_by_the_peer_is_a_close_reason_not_an_error(caplog):
         .getMessage()
         .endswith("closed: connection lost: Connection reset by peer")
     )
+
+
+def test_senders_are_not_read_while_the_store_is_far_behind() -> None:
+    store = SlowAppends()
+    services = make_services(messages=store)
+    admission = services.admission
+    alice = logged_in(services, "alice")
+    bob = logged_in(services, "bob")
+    for n in range(admission.high - 1):
+        alice.send(SendToUser(f"a{n}", "bob", 1, b"x"))
+    assert alice.channel.auto_read  # one short of the limit
+    bob.send(SendToUser("b0", "alice", 1, b"x"))
+    assert not bob.channel.auto_read  # its send reached the limit
+    assert alice.channel.auto_read  # held only when sending past it
+    alice.send(SendToUser("a-last", "bob", 1, b"x"))
+    assert not alice.channel.auto_read
+    store.complete()  # the store catches up: everyone is read again
+    assert alice.channel.auto_read and bob.channel.auto_read
+    assert admission.in_flight == 0
+    acks = only(alice.packets(), ServerAck)
+    assert len(acks) == admission.high
