@@ -318,7 +318,7 @@ class LoadDevice(ChannelInboundHandler):
             view = self.views.get(message.conversation_id)
             if view is None:
                 view = self.views[message.conversation_id] = ConversationView()
-            view.pushed(message.seq)
+            view.paged(message.seq)
         if not page.has_more and not self.ready:
             self.ready = True
             if self.on_ready is not None:

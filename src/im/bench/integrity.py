@@ -15,6 +15,11 @@ What a view counts:
   redelivery, which these runs do not do).
 * ``out_of_order``: a PUSH with a seq below one pushed earlier. Pushes
   of one conversation must arrive in seq order.
+* ``paged_again``: a message the device held already, in a page of
+  backlog the server sent by itself (one that fell behind catches up
+  that way). The protocol allows it (a page may carry the device's own
+  message again; the client drops it by its seq), so it is counted, not
+  a failure.
 
 At the end the runner compares each view with the conversation's last
 acknowledged seq (the highest SERVER_ACK any sender got): everything up
@@ -39,6 +44,7 @@ class ConversationView:
         "frontier",
         "last_push",
         "out_of_order",
+        "paged_again",
     )
 
     def __init__(self) -> None:
@@ -47,6 +53,7 @@ class ConversationView:
         self.last_push = 0
         self.duplicates = 0
         self.out_of_order = 0
+        self.paged_again = 0
 
     def pushed(self, seq: int) -> None:
         """A PUSH of someone else's message."""
@@ -55,6 +62,13 @@ class ConversationView:
         else:
             self.last_push = seq
         self.held(seq)
+
+    def paged(self, seq: int) -> None:
+        """A message in a page of backlog the server sent by itself."""
+        if seq <= self.frontier or seq in self.ahead:
+            self.paged_again += 1
+        else:
+            self.held(seq)
 
     def held(self, seq: int) -> None:
         """The device now holds ``seq`` (pushed, or its own acked)."""
@@ -72,14 +86,15 @@ class ConversationView:
         else:
             self.ahead.add(seq)
 
-    def summary(self) -> tuple[int, int, int, int]:
-        """(frontier, ahead, duplicates, out of order): what the runner
-        needs, small enough to send between processes."""
+    def summary(self) -> tuple[int, int, int, int, int]:
+        """(frontier, ahead, duplicates, out of order, paged again):
+        what the runner needs, small enough to send between processes."""
         return (
             self.frontier,
             len(self.ahead),
             self.duplicates,
             self.out_of_order,
+            self.paged_again,
         )
 
 
@@ -90,11 +105,12 @@ class IntegrityReport:
     conversations: int = 0
     views: int = 0
     acknowledged: int = 0
-    # Deliveries that every acknowledged message owed its recipients.
+    # Seqs the devices should hold in all, their own messages included.
     expected_deliveries: int = 0
     missing: int = 0
     duplicates: int = 0
     out_of_order: int = 0
+    paged_again: int = 0
     # A few examples, for the report: (device, conversation, what).
     examples: list[str] = field(default_factory=list)
 
@@ -112,6 +128,7 @@ class IntegrityReport:
             "missing": self.missing,
             "duplicates": self.duplicates,
             "out_of_order": self.out_of_order,
+            "paged_again": self.paged_again,
             "examples": self.examples,
         }
 
@@ -122,7 +139,7 @@ _EXAMPLES = 5
 def check(
     last_acked: dict[str, int],
     acked_counts: dict[str, int],
-    views: dict[tuple[str, str], tuple[int, int, int, int]],
+    views: dict[tuple[str, str], tuple[int, ...]],
 ) -> IntegrityReport:
     """The verdict from every sender's acks and every device's views.
 
@@ -133,7 +150,8 @@ def check(
     report = IntegrityReport(conversations=len(last_acked))
     report.acknowledged = sum(acked_counts.values())
     for (device, conversation), summary in views.items():
-        frontier, ahead, duplicates, out_of_order = summary
+        frontier, ahead, duplicates, out_of_order, paged_again = summary
+        report.paged_again += paged_again
         report.views += 1
         last = last_acked.get(conversation, 0)
         report.expected_deliveries += last

@@ -388,7 +388,7 @@ def _result(
     errors: Counter[str] = Counter()
     last_acked: dict[str, int] = {}
     acked_counts: dict[str, int] = {}
-    views: dict[tuple[str, str], tuple[int, int, int, int]] = {}
+    views: dict[tuple[str, str], tuple[int, ...]] = {}
     disconnects = 0
     for final in finals.values():
         errors.update(final["errors"])

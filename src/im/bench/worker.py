@@ -446,7 +446,7 @@ class Worker:
 
     def _finish(self) -> None:
         self._finished = True
-        views: dict[tuple[str, str], tuple[int, int, int, int]] = {}
+        views: dict[tuple[str, str], tuple[int, ...]] = {}
         for device in self.devices:
             for conversation, view in device.views.items():
                 views[(device.user, conversation)] = view.summary()

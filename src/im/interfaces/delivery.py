@@ -146,6 +146,18 @@ class Delivery:
         session.send(encoder.for_serializer(session.serializer))
         self._note_sent(conversation, message.seq)
 
+    def own_acked(self, conversation: ConversationId, seq: int) -> None:
+        """The device's own message ``seq`` was acked to it here.
+
+        It holds that message, so a later page need not bring it back:
+        counted as sent, when it is the very next seq of what the
+        session has been sent (marking it past a seq the device has not
+        had would drop that one from the pages). Otherwise a page may
+        carry it again, which the device takes as the copy it is.
+        """
+        if seq == self._sent.get(conversation, 0) + 1:
+            self._note_sent(conversation, seq)
+
     def _note_sent(self, conversation: ConversationId, seq: int) -> None:
         sent = self._sent
         if sent is _NOTHING_SENT:

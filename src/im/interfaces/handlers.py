@@ -595,6 +595,10 @@ class Router(ChannelInboundHandler):
                         outcome.ack, header.request_id, header.serializer
                     )
                     session.send(ack)
+                    message = outcome.message
+                    session.delivery.own_acked(
+                        message.conversation_id, message.seq
+                    )
                 if outcome.recipients:
                     self.services.fan_out(outcome.message, outcome.recipients)
             except Exception as exc:  # our bug: say so, keep serving

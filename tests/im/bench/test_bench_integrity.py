@@ -12,16 +12,16 @@ def test_in_order_pushes_and_own_acks_move_the_frontier():
     view = ConversationView()
     view.pushed(1)
     view.held(3)  # our own message's ack came before push 2
-    assert view.summary() == (1, 1, 0, 0)
+    assert view.summary() == (1, 1, 0, 0, 0)
     view.pushed(2)
-    assert view.summary() == (3, 0, 0, 0)
+    assert view.summary() == (3, 0, 0, 0, 0)
 
 
 def test_a_copy_is_counted_once_per_copy():
     view = ConversationView()
     for seq in (1, 2, 2, 1):
         view.pushed(seq)
-    frontier, _, duplicates, out_of_order = view.summary()
+    frontier, _, duplicates, out_of_order, _ = view.summary()
     assert (frontier, duplicates) == (2, 2)
     assert out_of_order == 1  # the second 1 came after 2
 
@@ -30,7 +30,7 @@ def test_a_push_older_than_one_before_it_is_out_of_order():
     view = ConversationView()
     for seq in (1, 3, 2):
         view.pushed(seq)
-    assert view.summary() == (3, 0, 0, 1)
+    assert view.summary() == (3, 0, 0, 1, 0)
 
 
 @given(st.permutations(list(range(1, 40))))
@@ -46,9 +46,9 @@ def test_the_verdict_counts_what_each_view_lacks():
         {"c": 5, "d": 2},
         {"c": 5, "d": 2},
         {
-            ("alice", "c"): (5, 0, 0, 0),
-            ("bob", "c"): (3, 1, 0, 0),  # 4 never came
-            ("bob", "d"): (2, 0, 1, 0),
+            ("alice", "c"): (5, 0, 0, 0, 0),
+            ("bob", "c"): (3, 1, 0, 0, 0),  # 4 never came
+            ("bob", "d"): (2, 0, 1, 0, 0),
         },
     )
     assert not report.ok
@@ -59,5 +59,15 @@ def test_the_verdict_counts_what_each_view_lacks():
 
 
 def test_a_clean_run_is_ok():
-    report = check({"c": 2}, {"c": 2}, {("a", "c"): (2, 0, 0, 0)})
+    report = check({"c": 2}, {"c": 2}, {("a", "c"): (2, 0, 0, 0, 0)})
     assert report.ok and report.as_dict()["ok"]
+
+
+def test_a_message_paged_again_is_counted_not_failed():
+    view = ConversationView()
+    view.held(1)  # the device's own message, acked
+    view.paged(1)  # and again in a page of backlog
+    view.paged(2)
+    assert view.summary() == (2, 0, 0, 0, 1)
+    report = check({"c": 2}, {"c": 2}, {("a", "c"): view.summary()})
+    assert report.ok and report.paged_again == 1
