@@ -50,6 +50,7 @@ from im.interfaces.handlers import (
     LoginGate,
     ProtocolCodec,
 )
+from im.interfaces.limits import RatePolicy
 from im.interfaces.services import Services
 from im.interfaces.sessions import FlushBatcher, SessionRegistry
 from im.protocol import MAX_FRAME_SIZE, ErrorCode, Kicked
@@ -170,6 +171,7 @@ def build_services(
         sync=SyncBacklog(m, g),
         history=History(m, g),
         groups=ManageGroups(g, m, clock, ids),
+        rate_policy=RatePolicy(settings.rate_limit, settings.rate_burst),
     )
 
 

@@ -41,8 +41,7 @@ and the next session's flush sends it again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from im.application import SyncBacklog, SyncPage
 from im.domain import ConversationId, Pending
@@ -73,7 +72,6 @@ class Delivery:
     """What one session has been sent, and its backlog flush."""
 
     __slots__ = (
-        "_call_soon",
         "_cursor",
         "_flushing",
         "_held",
@@ -87,13 +85,9 @@ class Delivery:
     )
 
     def __init__(
-        self,
-        sync: SyncBacklog,
-        call_soon: Callable[..., Any],
-        page_size: int = FLUSH_PAGE_SIZE,
+        self, sync: SyncBacklog, page_size: int = FLUSH_PAGE_SIZE
     ) -> None:
         self._sync = sync
-        self._call_soon = call_soon
         self.page_size = page_size
         self._session: Session | None = None
         # Made on first use: an idle session holds neither (a dict and a
@@ -216,7 +210,7 @@ class Delivery:
             # Through the loop, not recursion: with a store that answers
             # at once, a long backlog would otherwise nest one call
             # chain per page.
-            self._call_soon(self._next_page)
+            session.channel.loop.call_soon(self._next_page)
         else:
             self._finish()
 

@@ -23,7 +23,6 @@ do but the length prefix.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -74,6 +73,7 @@ from reactor import ChannelHandlerContext, ChannelInboundHandler
 from reactor.handlers.idle import IdleState, IdleStateEvent
 
 from .delivery import Delivery
+from .limits import RateLimiter
 from .services import Services
 from .sessions import (
     HOLD_UNWRITABLE,
@@ -308,7 +308,7 @@ class LoginGate(ChannelInboundHandler):
             self._fail(ctx, header, serializer, ErrorCode[error.code], error)
             return
         address = DeviceAddress(UserId(claims.user), DeviceId(login.device_id))
-        delivery = Delivery(services.sync, ctx.channel.loop.call_soon)
+        delivery = Delivery(services.sync)
         session = Session(
             address,
             ctx.channel,
@@ -367,35 +367,6 @@ class LoginGate(ChannelInboundHandler):
 # -- requests of a logged-in session ------------------------------------------
 
 
-class RateLimiter:
-    """A token bucket: ``rate`` requests a second, bursts up to
-    ``burst``. One per connection, a few floats, no timer."""
-
-    __slots__ = ("_clock", "_last", "_tokens", "burst", "rate")
-
-    def __init__(
-        self,
-        rate: float,
-        burst: int,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._clock = clock
-        self._tokens = float(burst)
-        self._last = clock()
-
-    def allow(self) -> bool:
-        now = self._clock()
-        tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        if tokens < 1.0:
-            self._tokens = tokens
-            return False
-        self._tokens = tokens - 1.0
-        return True
-
-
 class Router(ChannelInboundHandler):
     """Dispatches a session's packets to the use cases, and answers.
 
@@ -419,8 +390,7 @@ class Router(ChannelInboundHandler):
         self.services = services
         self.session = session
         self.closing = closing
-        settings = services.settings
-        self._limiter = RateLimiter(settings.rate_limit, settings.rate_burst)
+        self._limiter = RateLimiter(services.rate_policy)
         self._slow_timer: Any = None
 
     # -- lifecycle ------------------------------------------------------------

@@ -16,6 +16,7 @@ from im.application import (
 from im.config import Settings
 from im.domain import Clock, Message, UserId
 
+from .limits import RatePolicy
 from .sessions import Admission, FlushBatcher, SessionRegistry
 from .wire import PushEncoder
 
@@ -34,6 +35,8 @@ class Services:
     sync: SyncBacklog
     history: History
     groups: ManageGroups
+    # Requests per second per connection (each has its own bucket).
+    rate_policy: RatePolicy
     # Reading stops from senders while the store is behind.
     admission: Admission = field(default_factory=Admission)
     # Counters for the statistics line and the tests.

@@ -72,18 +72,29 @@ class SlowReads(InMemoryMessageStore):
         return self.append(draft).result().message
 
 
-class FakeChannel:
+class FakeLoop:
+    """Callbacks wait until the test runs them (``Harness.run_soon``)."""
+
     def __init__(self) -> None:
+        self.soon: list[Callable[[], None]] = []
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
+        self.soon.append(lambda: callback(*args))
+
+
+class FakeChannel:
+    def __init__(self, loop: FakeLoop) -> None:
         self.is_open = True
         self.is_writable = True
+        self.loop = loop
 
 
 class FakeSession:
     """What Delivery needs of a session; records what it was sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: FakeLoop) -> None:
         self.address = BOB_PHONE
-        self.channel = FakeChannel()
+        self.channel = FakeChannel(loop)
         self.serializer = Serializer.MSGPACK
         self.frames: list[Any] = []
 
@@ -103,13 +114,13 @@ class FakeSession:
 class Harness:
     def __init__(self, page_size: int = 200) -> None:
         self.store = SlowReads()
-        self.soon: list[Callable[[], None]] = []
+        self.loop = FakeLoop()
+        self.soon = self.loop.soon
         self.delivery = Delivery(
             SyncBacklog(self.store, InMemoryGroupStore()),
-            lambda f, *a: self.soon.append(lambda: f(*a)),
             page_size=page_size,
         )
-        self.session = FakeSession()
+        self.session = FakeSession(self.loop)
 
     def run_soon(self) -> None:
         while self.soon:

@@ -15,7 +15,8 @@ from im_server_kit import (
 )
 
 from im.infrastructure.tokens import issue_token
-from im.interfaces.handlers import RateLimiter, Router
+from im.interfaces.handlers import Router
+from im.interfaces.limits import RateLimiter, RatePolicy
 from im.protocol import (
     MAGIC,
     CreateGroup,
@@ -239,7 +240,7 @@ def test_requests_over_the_rate_limit_are_refused() -> None:
 
 def test_the_rate_limiter_refills_with_time() -> None:
     now = [0.0]
-    limiter = RateLimiter(rate=2.0, burst=2, clock=lambda: now[0])
+    limiter = RateLimiter(RatePolicy(rate=2.0, burst=2, clock=lambda: now[0]))
     assert [limiter.allow() for _ in range(3)] == [True, True, False]
     now[0] += 0.5  # one token back
     assert [limiter.allow() for _ in range(2)] == [True, False]
