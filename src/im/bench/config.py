@@ -108,7 +108,8 @@ class LoadConfig:
 
     @property
     def _login_total(self) -> int:
-        return math.ceil(self.login_rate * self.duration)
+        # Logins go on through the warm-up and the measured window.
+        return math.ceil(self.login_rate * (self.warmup + self.duration))
 
 
 def _check(c: LoadConfig) -> None:

@@ -86,6 +86,7 @@ class LoadDevice(ChannelInboundHandler):
         "closed",
         "heartbeat",
         "in_flight",
+        "leaving",
         "logged_in",
         "on_acked",
         "on_closed",
@@ -116,6 +117,9 @@ class LoadDevice(ChannelInboundHandler):
         self.logged_in = False
         self.ready = False
         self.closed = False
+        # Set before the load closes the connection itself: that close
+        # is not a disconnect to report.
+        self.leaving = False
         self.on_ready: Callable[[LoadDevice], None] | None = None
         self.on_acked: Callable[[LoadDevice, bool], None] | None = None
         self.on_closed: Callable[[LoadDevice], None] | None = None
@@ -198,7 +202,8 @@ class LoadDevice(ChannelInboundHandler):
         if self._ack_timer is not None:
             loop.cancel_timer(self._ack_timer)
             self._ack_timer = None
-        self.recorder.disconnects += 1
+        if not self.leaving:
+            self.recorder.disconnects += 1
         self.recorder.in_flight_lost += len(self.in_flight)
         self.in_flight.clear()
         if self.on_closed is not None:

@@ -110,7 +110,7 @@ class Worker:
         self._deadline_timer: Any = None
         self._pending_groups: list[list[LoadDevice]] = []
         self._sender_of: dict[int, _Sender] = {}
-        self._login_budget = 0.0
+        self._logins_started = 0
         self._drain_started = 0.0
         self._last_delivered = -1
 
@@ -367,10 +367,11 @@ class Worker:
         if not self.running or self._logins_left <= 0:
             return
         config = self.config
-        per_tick = self._share(config.login_rate) * TICK
-        budget = self._login_budget + per_tick
-        count = int(budget)
-        self._login_budget = budget - count
+        # By the clock, not by ticks: a late tick (a busy loop) catches up.
+        elapsed = time.monotonic() - self.t0
+        count = int(self._share(config.login_rate) * elapsed)
+        count -= self._logins_started
+        self._logins_started += max(count, 0)
         for _ in range(count):
             if self._logins_left <= 0:
                 break
@@ -391,6 +392,7 @@ class Worker:
         def ready(d: LoadDevice) -> None:
             self.recorder.login_latency(time.monotonic_ns() - started)
             if d.channel is not None:
+                d.leaving = True
                 d.channel.close()
 
         def closed(d: LoadDevice) -> None:
@@ -487,5 +489,6 @@ class Worker:
     def _close_all(self) -> None:
         for device in self.devices:
             device.on_closed = None
+            device.leaving = True
             if device.channel is not None and not device.closed:
                 device.channel.close()
