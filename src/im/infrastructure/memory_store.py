@@ -41,15 +41,23 @@ class InMemoryMessageStore(MessageStore):
 
     def __init__(self) -> None:
         self._timelines: dict[ConversationId, Timeline] = {}
-        # (sender user, client message id) -> the message first stored.
+        # sender user -> client message id -> the message first stored.
         # Kept forever here; a durable store may bound it to a window.
-        self._by_client_id: dict[tuple[UserId, str], Message] = {}
+        # One dict per user rather than one keyed by the pair: a dict
+        # rehashes everything when it grows, and one of millions of
+        # entries stalled the loop for hundreds of milliseconds each
+        # time (docs/perf/007-sustained.md); a user's own stays small.
+        self._by_client_id: dict[UserId, dict[str, Message]] = {}
         # user -> their direct conversations, as an ordered set.
         self._direct: dict[UserId, dict[ConversationId, None]] = {}
         self._cursors: dict[tuple[DeviceAddress, ConversationId], int] = {}
 
     def append(self, draft: MessageDraft) -> Pending[Appended]:
-        original = self._by_client_id.get(draft.dedup_key)
+        sender = draft.sender.user
+        sent_by = self._by_client_id.get(sender)
+        if sent_by is None:
+            sent_by = self._by_client_id[sender] = {}
+        original = sent_by.get(draft.client_message_id)
         if original is not None:
             return Pending.of(Appended(original, duplicate=True))
         conversation = draft.conversation_id
@@ -57,7 +65,7 @@ class InMemoryMessageStore(MessageStore):
         if timeline is None:
             timeline = self._timelines[conversation] = Timeline(conversation)
         message = timeline.append(draft)
-        self._by_client_id[draft.dedup_key] = message
+        sent_by[draft.client_message_id] = message
         if conversation.group is None:
             for user in (draft.sender.user, UserId(draft.to)):
                 self._direct.setdefault(user, {})[conversation] = None
