@@ -16,7 +16,7 @@ realistic length (a UUID client message id, a direct conversation id of
   ``FrameReader`` on the client (SERVER_ACK, PUSH).
 * ``test_push_fan_out[to-N-SERIALIZER]``: the server's encode-once path
   (``PushEncoder``, as ``Services.fan_out`` uses it): a stored message
-  turned into a PUSH and encoded, then the bytes fetched for each of N
+  turned into a PUSH, encoded and framed, then the frame fetched for each of N
   recipient devices (into a list, standing in for their channels).
   ``to-1`` is the cost per stored message; each further recipient
   costs ``(median[to-100] - median[to-1]) / 99``.
@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from codec import LengthFieldPrepender
 from im import domain
 from im.domain import ConversationId, DeviceAddress, DeviceId, UserId
 from im.interfaces.wire import PushEncoder, to_wire_ack, to_wire_message
@@ -58,6 +59,7 @@ assert len(TEXT) == 64
 ALICE = DeviceAddress(UserId("alice"), DeviceId("phone"))
 BOB = UserId("bob")
 CONVERSATION = ConversationId.direct(ALICE.user, BOB)
+FRAMING = LengthFieldPrepender(4)
 CLIENT_MESSAGE_ID = "3f2b8a9e-6d1c-4e57-9a0b-2c8d7e6f5a41"
 MESSAGE = domain.Message(
     message_id=7_301_234_567_890_123,
@@ -133,10 +135,10 @@ def test_push_fan_out(
     devices = range(recipients)
 
     def fan_out() -> list[bytes]:
-        encoder = PushEncoder(MESSAGE)
-        return [encoder.for_serializer(serializer) for _ in devices]
+        encoder = PushEncoder(MESSAGE, FRAMING.frame)
+        return [encoder.framed_for(serializer) for _ in devices]
 
     sent = benchmark(fan_out)
     assert len(sent) == recipients
     assert all(data is sent[0] for data in sent)  # encoded once, shared
-    assert sent[0] == encode(PACKETS["push"][0], 0, serializer)
+    assert sent[0] == FRAMING.frame(encode(PACKETS["push"][0], 0, serializer))

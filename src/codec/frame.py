@@ -287,6 +287,26 @@ class LengthFieldPrepender(ChannelOutboundHandler):
         else:
             ctx.write(msg, promise)
             return
+        header = self._header(size)
+        if size <= self.join_limit:
+            ctx.write(header + payload, promise)
+        else:
+            # The header's own write needs no future: it leaves before
+            # the payload, whose future therefore speaks for both.
+            ctx.write(header, None)
+            ctx.write(payload, promise)
+
+    def frame(self, payload: bytes) -> bytes:
+        """``payload`` behind its length field: the bytes ``write`` queues.
+
+        For a message that goes to many channels: framed once, it can be
+        written to each one from this handler's own context (which
+        passes the handler by), so the header is packed and joined once
+        instead of once per channel.
+        """
+        return self._header(len(payload)) + payload
+
+    def _header(self, size: int) -> bytes:
         length = size + self._extra
         if not 0 <= length <= self._limit:
             raise LengthFieldOverflowError(
@@ -295,11 +315,4 @@ class LengthFieldPrepender(ChannelOutboundHandler):
                 f"0..{self._limit} (the message is too long for this "
                 "prepender, or length_adjustment makes it negative)"
             )
-        header = self._pack(length)
-        if size <= self.join_limit:
-            ctx.write(header + payload, promise)
-        else:
-            # The header's own write needs no future: it leaves before
-            # the payload, whose future therefore speaks for both.
-            ctx.write(header, None)
-            ctx.write(payload, promise)
+        return self._pack(length)

@@ -64,7 +64,13 @@ from reactor import (
 )
 from reactor.handlers.idle import IdleStateHandler
 
-__all__ = ["ImServer", "Stores", "build_services", "open_stores"]
+__all__ = [
+    "ImServer",
+    "Stores",
+    "build_services",
+    "connection_handlers",
+    "open_stores",
+]
 
 log = logging.getLogger("im.server")
 
@@ -166,6 +172,7 @@ def build_services(
         clock=clock,
         registry=registry,
         flusher=FlushBatcher(call_soon),
+        framing=_PREPENDER,
         send=SendMessage(m, g, clock, ids),
         ack=AcknowledgeDelivery(m, g),
         sync=SyncBacklog(m, g),
@@ -173,6 +180,27 @@ def build_services(
         groups=ManageGroups(g, m, clock, ids),
         rate_policy=RatePolicy(settings.rate_limit, settings.rate_burst),
     )
+
+
+def connection_handlers(services: Services) -> list[tuple[str, Any]]:
+    """Each connection's pipeline, head to tail, as (name, handler)
+    (see im/interfaces/handlers.py)."""
+    closing = ConnectionLog()
+    return [
+        # The decoder's limit counts the 4-byte prefix; close_on_error
+        # is off because ProtocolCodec answers FRAME_TOO_LONG and closes.
+        (
+            "framer",
+            LengthFieldBasedFrameDecoder(
+                MAX_FRAME_SIZE + 4, 0, 4, 0, 4, close_on_error=False
+            ),
+        ),
+        ("prepender", services.framing),
+        ("protocol", ProtocolCodec(closing)),
+        ("idle", IdleStateHandler(reader=services.settings.idle_timeout)),
+        ("heartbeat", Heartbeat(closing)),
+        ("login", LoginGate(services, closing)),
+    ]
 
 
 class ImServer:
@@ -200,25 +228,9 @@ class ImServer:
     # -- the pipeline ---------------------------------------------------------
 
     def init_channel(self, channel: SocketChannel) -> None:
-        """Each connection's pipeline (see im/interfaces/handlers.py)."""
-        services = self.services
-        closing = ConnectionLog()
         pipeline = channel.pipeline
-        # The decoder's limit counts the 4-byte prefix; close_on_error is
-        # off because ProtocolCodec answers FRAME_TOO_LONG and closes.
-        pipeline.add_last(
-            LengthFieldBasedFrameDecoder(
-                MAX_FRAME_SIZE + 4, 0, 4, 0, 4, close_on_error=False
-            ),
-            "framer",
-        )
-        pipeline.add_last(_PREPENDER, "prepender")
-        pipeline.add_last(ProtocolCodec(closing), "protocol")
-        pipeline.add_last(
-            IdleStateHandler(reader=self.settings.idle_timeout), "idle"
-        )
-        pipeline.add_last(Heartbeat(closing), "heartbeat")
-        pipeline.add_last(LoginGate(services, closing), "login")
+        for name, handler in connection_handlers(self.services):
+            pipeline.add_last(handler, name)
 
     # -- running --------------------------------------------------------------
 

@@ -167,3 +167,41 @@ def test_one_prepender_serves_many_channels():
     two.write_outbound(b"22")
     assert one.read_outbound() == b"\x00\x011"
     assert two.read_outbound() == b"\x00\x0222"
+
+
+# -- frame(): framing once for many channels ----------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"length_field_length": 4},
+        {"length_field_length": 2, "byteorder": "little"},
+        {"length_field_length": 3, "length_adjustment": 2},
+        {"length_field_length": 8, "length_includes_length_field": True},
+    ],
+)
+@pytest.mark.parametrize("size", [0, 1, 64, JOIN_LIMIT, JOIN_LIMIT + 1])
+def test_frame_is_what_write_sends(kwargs: dict, size: int) -> None:
+    prepender = LengthFieldPrepender(**kwargs)
+    payload = bytes(range(256)) * (size // 256) + b"p" * (size % 256)
+    assert prepender.frame(payload) == wire(prepender, payload)
+
+
+def test_frame_refuses_what_write_refuses() -> None:
+    with pytest.raises(LengthFieldOverflowError, match="256-byte message"):
+        LengthFieldPrepender(1).frame(b"y" * 256)
+
+
+def test_a_frame_written_from_the_prependers_context_is_not_framed_again() -> (
+    None
+):
+    prepender = LengthFieldPrepender(4)
+    ch = EmbeddedChannel(prepender)
+    framed = prepender.frame(b"hello")
+    context = ch.pipeline.context(prepender)
+    assert context is not None
+    context.write(framed)
+    ch.flush()
+    assert bytes(ch.read_outbound()) == b"\x00\x00\x00\x05hello"
+    assert ch.read_outbound() is None

@@ -83,7 +83,7 @@ class ConversationId:
 
     @classmethod
     def for_group(cls, group: GroupId) -> ConversationId:
-        return cls(_GROUP_PREFIX + group)
+        return _for_group(group)
 
     @classmethod
     def parse(cls, text: str) -> ConversationId:
@@ -111,6 +111,14 @@ class ConversationId:
 
     def __str__(self) -> str:
         return self.value
+
+
+# One object per busy group, as for direct ids below: the dicts keyed by
+# conversation on a message's path then find the very object they hold,
+# which skips the comparison (a Python-level __eq__) on each look-up.
+@functools.lru_cache(maxsize=1 << 16)
+def _for_group(group: GroupId) -> ConversationId:
+    return ConversationId(_GROUP_PREFIX + group)
 
 
 def _is_hex(text: str) -> bool:

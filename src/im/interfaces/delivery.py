@@ -137,7 +137,7 @@ class Delivery:
             # sends it once the device has read what is queued.
             self.start_flush(session)
             return
-        session.send(encoder.for_serializer(session.serializer))
+        session.send_frame(encoder.framed_for(session.serializer))
         self._note_sent(conversation, message.seq)
 
     def own_acked(self, conversation: ConversationId, seq: int) -> None:

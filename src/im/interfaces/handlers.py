@@ -309,12 +309,19 @@ class LoginGate(ChannelInboundHandler):
             return
         address = DeviceAddress(UserId(claims.user), DeviceId(login.device_id))
         delivery = Delivery(services.sync)
+        frame_context = ctx.pipeline.context(services.framing)
+        if frame_context is None:
+            raise RuntimeError(
+                "no length prepender in the pipeline "
+                "(im.server.init_connection builds it)"
+            )
         session = Session(
             address,
             ctx.channel,
             serializer,
             services.flusher,
             delivery,
+            frame_context,
             services.settings.max_pending_output,
         )
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from codec import LengthFieldPrepender
 from im.application import (
     AcknowledgeDelivery,
     History,
@@ -30,6 +31,9 @@ class Services:
     clock: Clock
     registry: SessionRegistry
     flusher: FlushBatcher
+    # The length prepender every connection's pipeline shares: a push
+    # for many devices is framed once by it (see PushEncoder).
+    framing: LengthFieldPrepender
     send: SendMessage
     ack: AcknowledgeDelivery
     sync: SyncBacklog
@@ -50,7 +54,7 @@ class Services:
         recipients. An offline device needs nothing now: the message is
         in its backlog.
         """
-        encoder = PushEncoder(message)
+        encoder = PushEncoder(message, self.framing.frame)
         sessions_of = self.registry.sessions_of
         sender = message.sender
         sender_user, sender_device = sender.user, sender.device

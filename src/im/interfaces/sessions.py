@@ -44,6 +44,10 @@ class FlushBatcher:
 
     def write(self, channel: Any, data: bytes) -> None:
         channel.write(data)
+        self.mark(channel)
+
+    def mark(self, channel: Any) -> None:
+        """``channel`` was written to some other way: flush it too."""
         self._dirty[channel] = None
         if not self._scheduled:
             self._scheduled = True
@@ -67,6 +71,7 @@ class Session:
         "close_reason",
         "delivery",
         "flusher",
+        "frame_context",
         "max_pending_output",
         "serializer",
     )
@@ -78,12 +83,16 @@ class Session:
         serializer: Serializer,
         flusher: FlushBatcher,
         delivery: Delivery,
+        frame_context: Any,
         max_pending_output: int = 8 * 1024 * 1024,
     ) -> None:
         self.address = address
         self.channel = channel
         self.serializer = serializer
         self.flusher = flusher
+        # The context of the pipeline's length prepender: a frame that
+        # is already whole is written from there, passing the prepender.
+        self.frame_context = frame_context
         self.delivery = delivery
         self.max_pending_output = max_pending_output
         # Random, so that a log line or a client report names exactly
@@ -127,6 +136,17 @@ class Session:
         """
         channel = self.channel
         self.flusher.write(channel, data)
+        self._check_output(channel)
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue a whole frame (its length field included), as ``send``
+        does a body: for pushes, framed once for every device."""
+        channel = self.channel
+        self.frame_context.write(frame)
+        self.flusher.mark(channel)
+        self._check_output(channel)
+
+    def _check_output(self, channel: Any) -> None:
         if channel.pending_output_bytes > self.max_pending_output:
             log.warning(
                 "%r %s: %d bytes of output queued; disconnecting",

@@ -76,22 +76,34 @@ class PushEncoder:
     """Encodes one message's PUSH once per serializer, for a fan-out.
 
     A group message to 100 online members is one ``encode`` (or two if
-    some members speak JSON), and the same ``bytes`` object is queued on
-    every channel.
+    some members speak JSON), framed once by ``frame`` (the connections'
+    length prepender), and the same ``bytes`` object is queued on every
+    channel.
     """
 
-    __slots__ = ("_encoded", "message")
+    __slots__ = ("_encoded", "_framed", "frame", "message")
 
-    def __init__(self, message: Message) -> None:
+    def __init__(self, message: Message, frame: Callable[[bytes], bytes]):
         self.message = message
+        self.frame = frame
         self._encoded: dict[Serializer, bytes] = {}
+        self._framed: dict[Serializer, bytes] = {}
 
     def for_serializer(self, serializer: Serializer) -> bytes:
+        """The frame body."""
         data = self._encoded.get(serializer)
         if data is None:
             data = self._encoded[serializer] = encode_push(
                 self.message, serializer
             )
+        return data
+
+    def framed_for(self, serializer: Serializer) -> bytes:
+        """The whole frame: the body behind its length field."""
+        data = self._framed.get(serializer)
+        if data is None:
+            body = self.for_serializer(serializer)
+            data = self._framed[serializer] = self.frame(body)
         return data
 
 

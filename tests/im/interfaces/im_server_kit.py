@@ -10,17 +10,11 @@ from im.config import Settings
 from im.domain import Appended, MessageDraft, MessageStore, Pending
 from im.infrastructure import InMemoryMessageStore
 from im.infrastructure.tokens import issue_token
-from im.interfaces.handlers import (
-    ConnectionLog,
-    Heartbeat,
-    LoginGate,
-    ProtocolCodec,
-)
+from im.interfaces.handlers import ProtocolCodec
 from im.interfaces.services import Services
 from im.protocol import Direction, Login, Packet, decode, encode
-from im.server import build_services, open_stores
+from im.server import build_services, connection_handlers, open_stores
 from reactor import EmbeddedChannel
-from reactor.handlers.idle import IdleStateHandler
 
 SECRET = bytes(range(32))
 
@@ -42,19 +36,18 @@ def make_services(
 
 
 class Peer:
-    """One client connection, as the server's pipeline sees it."""
+    """One client connection through the server's own pipeline (frames
+    in, frames out), in memory."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
-        closing = ConnectionLog()
-        self.closing = closing
-        self.channel = EmbeddedChannel(
-            ProtocolCodec(closing),
-            IdleStateHandler(reader=services.settings.idle_timeout),
-            Heartbeat(closing),
-            LoginGate(services, closing),
-        )
+        handlers = [handler for _, handler in connection_handlers(services)]
+        self.channel = EmbeddedChannel(*handlers)
+        [self.closing] = [
+            h.closing for h in handlers if isinstance(h, ProtocolCodec)
+        ]
         self._next_id = 1
+        self._output = bytearray()
 
     def send(
         self, packet: Packet | bytes, request_id: int | None = None
@@ -65,16 +58,27 @@ class Peer:
         data = (
             packet if isinstance(packet, bytes) else encode(packet, request_id)
         )
-        self.channel.write_inbound(data)
+        self.channel.write_inbound(self.services.framing.frame(data))
         return request_id
+
+    def frames(self) -> list[bytes]:
+        """The frame bodies the server wrote since the last call."""
+        self.channel.run_pending_tasks()
+        output = self._output
+        while (data := self.channel.read_outbound()) is not None:
+            output += data
+        bodies = []
+        while len(output) >= 4:
+            end = 4 + int.from_bytes(output[:4], "big")
+            if len(output) < end:
+                break
+            bodies.append(bytes(output[4:end]))
+            del output[:end]
+        return bodies
 
     def received(self) -> list[tuple[Any, Any]]:
         """Everything the server wrote since the last call, decoded."""
-        self.channel.run_pending_tasks()
-        out = []
-        while (data := self.channel.read_outbound()) is not None:
-            out.append(decode(data, Direction.TO_CLIENT))
-        return out
+        return [decode(body, Direction.TO_CLIENT) for body in self.frames()]
 
     def packets(self) -> list[Packet]:
         return [packet for _, packet in self.received()]

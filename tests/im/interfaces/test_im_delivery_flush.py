@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from codec import LengthFieldPrepender
 from im.application import SyncBacklog
 from im.domain import (
     BacklogStart,
@@ -34,6 +35,7 @@ ALICE, BOB = UserId("alice"), UserId("bob")
 BOB_PHONE = DeviceAddress(BOB, DeviceId("phone"))
 ALICE_PHONE = DeviceAddress(ALICE, DeviceId("phone"))
 TO_BOB = ConversationId.direct(ALICE, BOB)
+FRAMING = LengthFieldPrepender(4)
 
 
 class SlowReads(InMemoryMessageStore):
@@ -101,6 +103,10 @@ class FakeSession:
     def send(self, data: bytes) -> None:
         self.frames.append(decode(data, Direction.TO_CLIENT)[1])
 
+    def send_frame(self, frame: bytes) -> None:
+        assert int.from_bytes(frame[:4], "big") == len(frame) - 4
+        self.send(frame[4:])
+
     def seqs(self) -> list[int]:
         out = []
         for frame in self.frames:
@@ -129,7 +135,7 @@ class Harness:
     def live(self, text: str) -> None:
         """A message stored and pushed while the device is online."""
         message = self.store.add(text)
-        self.delivery.push(PushEncoder(message))
+        self.delivery.push(PushEncoder(message, FRAMING.frame))
 
     def settle(self) -> None:
         """Complete every read and queued step until nothing is left."""
