@@ -21,7 +21,8 @@ Servers:
 * ``uvloop``, ``asyncio``: ``bench/baseline/asyncio_im.py`` on each loop
   (in memory, NOT DURABLE);
 * ``NAME=DIR``: netim's in-memory server from another source tree (a
-  ``git worktree`` of an older commit), for before/after records.
+  ``git worktree`` of an older commit), for before/after records; with
+  a NAME ending in ``-sqlite``, its SQLite store.
 
 The code measured is this checkout's ``src/`` (put first on the path),
 with whichever codec build is there.
@@ -92,17 +93,17 @@ def server_command(
         script = [sys.executable, str(BASELINE), "--loop", name]
         return [*script, *address, *quiet], source
     netim = [sys.executable, "-m", "im.cli", "serve", *address, *quiet]
+    database = workdir / f"netim-{port}.db"
+    sqlite = ["--store", "sqlite", "--database", str(database)]
     if name == "netim-sqlite":
-        database = workdir / f"netim-{port}.db"
-        return [*netim, "--store", "sqlite", "--database", str(database)], (
-            source
-        )
+        return [*netim, *sqlite], source
     if name in ("netim-memory", "netim-pure"):
         return [*netim, "--store", "memory"], source
-    _, _, tree = name.partition("=")
+    label, _, tree = name.partition("=")
     if not tree:
         raise SystemExit(f"unknown server {name!r}")
-    return [*netim, "--store", "memory"], str(Path(tree).resolve())
+    store = sqlite if label.endswith("-sqlite") else ["--store", "memory"]
+    return [*netim, *store], str(Path(tree).resolve())
 
 
 @contextmanager

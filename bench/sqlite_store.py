@@ -65,9 +65,16 @@ def run(
     max_batch: int,
     window: int,
     appends: int,
-) -> tuple[float, float]:
-    """Appends per second, and the mean number of operations per
-    transaction."""
+    conversations: int = 1,
+) -> tuple[float, float, float]:
+    """Appends per second, the mean number of operations per
+    transaction, and the process's CPU time per append (us).
+
+    With ``conversations`` above 1 the appends go round that many direct
+    conversations, each between two users taking turns, and every
+    fourth append is followed by a delivery ack of its recipient: the
+    pattern of the p2p load, whose writes land all over the indexes
+    instead of at their ends."""
     posted: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]]]
     posted = queue.SimpleQueue()
     path = directory / f"bench-{time.monotonic_ns()}.db"
@@ -77,9 +84,12 @@ def run(
         synchronous=synchronous,
         max_batch=max_batch,
     )
-    alice, bob = UserId("alice"), UserId("bob")
-    conversation = ConversationId.direct(alice, bob)
-    sender = DeviceAddress(alice, DeviceId("phone"))
+    pairs = [
+        (UserId(f"user{2 * i}"), UserId(f"user{2 * i + 1}"))
+        for i in range(conversations)
+    ]
+    ids = [ConversationId.direct(a, b) for a, b in pairs]
+    phone = DeviceId("phone")
     body = b"x" * 100
     done = 0
 
@@ -88,18 +98,32 @@ def run(
         done += 1
 
     started = time.perf_counter()
+    cpu_started = time.process_time()
     for i in range(appends):
         while i - done >= window:
             call, args = posted.get()
             call(*args)
+        turn, index = divmod(i, conversations)
+        sender, recipient = pairs[index][::-1] if turn % 2 else pairs[index]
         draft = MessageDraft(
-            i + 1, f"c{i}", conversation, sender, bob, 1, body, 0
+            i + 1,
+            f"c{i}",
+            ids[index],
+            DeviceAddress(sender, phone),
+            recipient,
+            1,
+            body,
+            0,
         )
         store.messages.append(draft).add_done_callback(completed)
-    while done < appends:
+        if conversations > 1 and i % 4 == 3:
+            device = DeviceAddress(recipient, phone)
+            store.messages.record_ack(device, ids[index], turn + 1)
+    while done < appends or store.busy():
         call, args = posted.get()
         call(*args)
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
     stats = store.statistics()
     store.close()
     for suffix in ("", "-wal", "-shm"):
@@ -107,7 +131,11 @@ def run(
             os.unlink(f"{path}{suffix}")
         except FileNotFoundError:
             pass
-    return appends / elapsed, stats.operations / stats.batches
+    return (
+        appends / elapsed,
+        stats.operations / stats.batches,
+        cpu / appends * 1e6,
+    )
 
 
 def main() -> None:
@@ -115,41 +143,70 @@ def main() -> None:
     parser.add_argument("--appends", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument(
+        "--conversations",
+        type=int,
+        default=1,
+        help="spread the appends over this many conversations (see run)",
+    )
+    parser.add_argument(
+        "--only", default=None, help="run only the configurations of this mode"
+    )
     options = parser.parse_args()
+    chosen = [
+        index
+        for index, config in enumerate(CONFIGS)
+        if options.only is None or config[0] == options.only
+    ]
     with tempfile.TemporaryDirectory(dir=options.dir) as directory:
-        results: dict[int, list[tuple[float, float]]] = {}
+        results: dict[int, list[tuple[float, float, float]]] = {}
         for _ in range(options.repeat):
-            for index, (_, synchronous, batch, window) in enumerate(CONFIGS):
+            for index in chosen:
+                _, synchronous, batch, window = CONFIGS[index]
                 figures = run(
                     Path(directory),
                     synchronous,
                     batch,
                     window,
                     options.appends,
+                    options.conversations,
                 )
                 results.setdefault(index, []).append(figures)
     print(
-        f"{options.appends} appends of 100 bytes, medians of "
+        f"{options.appends} appends of 100 bytes to "
+        f"{options.conversations} conversation(s), medians of "
         f"{options.repeat} runs, in {options.dir or tempfile.gettempdir()}"
     )
     print(
         f"| synchronous | {'mode':<14} | window | appends/s "
-        "| ops per commit | x one per commit |"
+        "| ops per commit | CPU us per append | x one per commit |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
-    rates = {i: statistics.median(r for r, _ in v) for i, v in results.items()}
-    for index, (name, synchronous, _, window) in enumerate(CONFIGS):
-        per_commit = statistics.median(b for _, b in results[index])
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    rates = {
+        i: statistics.median(r for r, _, _ in v) for i, v in results.items()
+    }
+    for index in chosen:
+        name, synchronous, _, window = CONFIGS[index]
+        per_commit = statistics.median(b for _, b, _ in results[index])
+        cpu = statistics.median(c for _, _, c in results[index])
         unbatched = next(
-            i
-            for i, c in enumerate(CONFIGS)
-            if c[0] == "one per commit" and c[1] == synchronous
+            (
+                i
+                for i in chosen
+                if CONFIGS[i][0] == "one per commit"
+                and CONFIGS[i][1] == synchronous
+            ),
+            None,
         )
-        ratio = rates[index] / rates[unbatched]
+        ratio = (
+            f"{rates[index] / rates[unbatched]:.2f}x"
+            if unbatched is not None
+            else "-"
+        )
         print(
             f"| {synchronous:<11} | {name:<14} | {window:>6} "
             f"| {rates[index]:>9,.0f} | {per_commit:>14.1f} "
-            f"| {ratio:>15.2f}x |"
+            f"| {cpu:>17.1f} | {ratio:>16} |"
         )
 
 

@@ -105,6 +105,12 @@ Submit = Callable[..., object]
 # than migrated into.
 APPLICATION_ID: Final = 0x6E65746D
 
+# WAL pages between automatic checkpoints (see _Tables.open).
+CHECKPOINT_PAGES: Final = 4096
+
+# Conversations whose last seq the writer keeps in memory (see _Tables).
+APPEND_CACHE_SIZE: Final = 65_536
+
 # Each step runs once, in order, in the transaction that also sets
 # user_version to its number; a released step is never edited, only
 # followed by another.
@@ -690,6 +696,15 @@ class _Tables:
             collections.OrderedDict()
         )
         self._cache_size = cache_size
+        # What every append would otherwise ask the database: the last
+        # seq of its conversation, and whether its two users already
+        # list it. Exact for the same reason (only the writer writes),
+        # and updated only as an operation's last step, so one that
+        # fails leaves them as they were; a failed batch clears them.
+        # Past its size one is emptied and refills from the database
+        # (at most ``APPEND_CACHE_SIZE`` entries: a few MB).
+        self._last_seqs: dict[str, int] = {}
+        self._listed: set[tuple[str, str]] = set()
 
     @classmethod
     def open(cls, path: str, synchronous: str, cache_size: int) -> _Tables:
@@ -713,6 +728,12 @@ class _Tables:
             if mode != "wal":
                 raise StoreOpenError(f"{path}: no WAL mode ({mode})")
             db.execute(f"PRAGMA synchronous = {synchronous}")
+            # A checkpoint copies every page changed since the last one
+            # from the WAL into the file; at SQLite's default (1,000
+            # pages) a busy writer copies the same index pages again and
+            # again. 4,096 pages (16 MB of WAL) took a sixth off an
+            # append's CPU time (docs/perf/009-sqlite-appends.md).
+            db.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
             # Checkpoints leave the WAL at its largest; cap what it keeps.
             db.execute(f"PRAGMA journal_size_limit = {64 << 20}")
             migrate(db)
@@ -738,6 +759,8 @@ class _Tables:
     def abandon(self) -> None:
         """Undo the batch in progress, and forget what it cached."""
         self._groups.clear()
+        self._last_seqs.clear()
+        self._listed.clear()
         if self.db.in_transaction:
             try:
                 self.db.rollback()
@@ -748,47 +771,77 @@ class _Tables:
 
     def append(self, draft: MessageDraft) -> Appended:
         db = self.db
-        row = db.execute(
-            f"{_MESSAGE_COLUMNS}"
-            " WHERE sender_user = ? AND client_message_id = ?",
-            draft.dedup_key,
-        ).fetchone()
-        if row is not None:
-            return Appended(_message(row), duplicate=True)
         conversation = draft.conversation_id.value
         message = draft.stored_as(self.last_seq(conversation) + 1)
-        db.execute(
-            "INSERT INTO messages (conversation, seq, message_id,"
-            " client_message_id, sender_user, sender_device, recipient,"
-            " content_type, body, timestamp_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                conversation,
-                message.seq,
-                _to_i64(message.message_id),
-                message.client_message_id,
-                message.sender.user,
-                message.sender.device,
-                message.to,
-                message.content_type,
-                message.body,
-                message.timestamp_ms,
-            ),
-        )
-        if draft.conversation_id.group is None:
+        try:
+            db.execute(
+                "INSERT INTO messages (conversation, seq, message_id,"
+                " client_message_id, sender_user, sender_device, recipient,"
+                " content_type, body, timestamp_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    conversation,
+                    message.seq,
+                    _to_i64(message.message_id),
+                    message.client_message_id,
+                    message.sender.user,
+                    message.sender.device,
+                    message.to,
+                    message.content_type,
+                    message.body,
+                    message.timestamp_ms,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            # The sender used this client message id before, and its
+            # unique index refused the row (a refused statement leaves
+            # nothing behind): the message stored then is the answer.
+            # Looking it up first would cost every append a query, for
+            # the rare resend.
+            row = db.execute(
+                f"{_MESSAGE_COLUMNS}"
+                " WHERE sender_user = ? AND client_message_id = ?",
+                draft.dedup_key,
+            ).fetchone()
+            if row is None:
+                raise
+            return Appended(_message(row), duplicate=True)
+        pair = (draft.sender.user, conversation)
+        listed = self._listed
+        if draft.conversation_id.group is None and pair not in listed:
             db.executemany(
                 "INSERT OR IGNORE INTO direct_conversations"
                 " (user, conversation) VALUES (?, ?)",
-                ((draft.sender.user, conversation), (draft.to, conversation)),
+                (pair, (draft.to, conversation)),
             )
+            if len(listed) >= APPEND_CACHE_SIZE:
+                listed.clear()
+            # Both users list it now; the pair of the sender stands for
+            # both (the other user's pair is written with it, always).
+            listed.add(pair)
+        self._remember_seq(conversation, message.seq)
         return Appended(message, duplicate=False)
 
     def last_seq(self, conversation: str) -> int:
-        (seq,) = self.db.execute(
+        seq = self._last_seqs.get(conversation)
+        if seq is not None:
+            return seq
+        (found,) = self.db.execute(
             "SELECT MAX(seq) FROM messages WHERE conversation = ?",
             (conversation,),
         ).fetchone()
-        return 0 if seq is None else int(seq)
+        seq = 0 if found is None else int(found)
+        self._remember_seq(conversation, seq)
+        return seq
+
+    def _remember_seq(self, conversation: str, seq: int) -> None:
+        last_seqs = self._last_seqs
+        if (
+            len(last_seqs) >= APPEND_CACHE_SIZE
+            and conversation not in last_seqs
+        ):
+            last_seqs.clear()
+        last_seqs[conversation] = seq
 
     def read_after(
         self, conversation: ConversationId, after_seq: int, limit: int

@@ -420,6 +420,47 @@ def test_a_bad_call_fails_alone_and_the_writer_carries_on(
     assert not caplog.records  # a caller's bug, not the database's
 
 
+def test_an_append_that_fails_after_its_row_loses_no_seq(path: Path) -> None:
+    # The writer keeps each conversation's last seq in memory. An append
+    # whose message row was written but whose next statement failed is
+    # rolled back, and must not leave its seq behind in that memory.
+    pump = Pump()
+    conv = ConversationId.direct(ALICE, CAROL)
+    with SQLiteStore(path, pump.submit) as store:
+        m = store.messages
+
+        def sql(statement: str) -> Callable[[], None]:
+            return lambda: store._tables.db.execute(statement)
+
+        assert (
+            pump.value(m.append(draft(conv, "a", to="carol"))).message.seq == 1
+        )
+        pump.value(
+            store._call(
+                sql(
+                    "CREATE TEMP TRIGGER refuse BEFORE INSERT ON"
+                    " direct_conversations WHEN NEW.user = 'carol'"
+                    " BEGIN SELECT RAISE(ABORT, 'carol refused'); END"
+                ),
+                writes=False,
+            )
+        )
+        # carol's first send lists the conversation for her: refused,
+        # after the message row was written.
+        refused = m.append(draft(conv, "b", sender="carol", to="alice"))
+        pump.until_done(refused)
+        assert "carol refused" in str(refused.exception())
+        pump.value(store._call(sql("DROP TRIGGER refuse"), writes=False))
+        again = pump.value(m.append(draft(conv, "c", to="carol")))
+        assert again.message.seq == 2
+        assert [
+            x.client_message_id for x in all_messages(store, pump, conv)
+        ] == [
+            "a",
+            "c",
+        ]
+
+
 class WriterBug(BaseException):
     """Stands for a bug that escapes the writer's handling of calls."""
 
