@@ -297,7 +297,8 @@ class LengthFieldPrepender(ChannelOutboundHandler):
             ctx.write(payload, promise)
 
     def frame(self, payload: bytes) -> bytes:
-        """``payload`` behind its length field: the bytes ``write`` queues.
+        """``payload`` behind its length field: the same bytes ``write``
+        sends (as one object, where ``write`` may queue two).
 
         For a message that goes to many channels: framed once, it can be
         written to each one from this handler's own context (which

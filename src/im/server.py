@@ -184,7 +184,13 @@ def build_services(
 
 def connection_handlers(services: Services) -> list[tuple[str, Any]]:
     """Each connection's pipeline, head to tail, as (name, handler)
-    (see im/interfaces/handlers.py)."""
+    (see im/interfaces/handlers.py).
+
+    Pushes are written from the prepender's context, already framed
+    (``Session.send_frame``), so they pass every handler after it: those
+    must stay inbound-only, or pushes would skip what they do to writes
+    (a test holds this).
+    """
     closing = ConnectionLog()
     return [
         # The decoder's limit counts the 4-byte prefix; close_on_error

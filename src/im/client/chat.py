@@ -257,6 +257,7 @@ class ChatApp:
         self.tz = tz
         self.client: Client | None = None
         self.me = ""
+        self.device = ""
         self.book = ConversationBook()
         self.current: Target | None = None
         self.ended = threading.Event()
@@ -312,6 +313,7 @@ class ChatApp:
 
     def logged_in(self, ok: LoginOk) -> None:
         self.me = ok.user_id
+        self.device = ok.device_id
         self.out(
             f"* logged in as {clean(ok.user_id)} on device "
             f"{clean(ok.device_id)}; /help lists the commands"
@@ -325,11 +327,27 @@ class ChatApp:
             self.show_backlog(held or [])
 
     def show_backlog(self, messages: list[Message]) -> None:
-        if not messages:
+        # A message this very device sent can come back in its backlog:
+        # the device could not yet count it as received (client/tracker.py
+        # says why), so the server sends it again. It is not news here.
+        news = []
+        for message in messages:
+            if (
+                message.from_user == self.me
+                and message.from_device == self.device
+            ):
+                self.book.note_message(message, self.me)
+            else:
+                news.append(message)
+        if not news:
             self.out("* no new messages")
             return
-        self.out(f"* {len(messages)} new while you were away:")
-        for message in messages:
+        # The backlog comes conversation by conversation; read as one
+        # story it goes by time. The sort is stable, and each
+        # conversation's times only grow, so each keeps its own order.
+        news.sort(key=lambda message: message.timestamp)
+        self.out(f"* {len(news)} new while you were away:")
+        for message in news:
             self.show(message)
 
     def prompt(self) -> str:

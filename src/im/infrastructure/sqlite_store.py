@@ -33,7 +33,8 @@ an acked message survives a power cut or a kernel crash.
 ``synchronous="NORMAL"`` skips that fsync (SQLite syncs at checkpoints
 instead): in WAL mode this still survives the process being killed,
 ``kill -9`` included, because committed frames are in the kernel's page
-cache; only a power cut or a kernel crash may lose the last commits.
+cache; only a power cut or a kernel crash may lose commits, up to all
+of those since the last checkpoint (``CHECKPOINT_PAGES`` of log).
 
 **Results come back through the loop.** The constructor takes
 ``submit(callable, *args)``, the loop's thread-safe ``EventLoop.submit``
@@ -698,9 +699,11 @@ class _Tables:
         self._cache_size = cache_size
         # What every append would otherwise ask the database: the last
         # seq of its conversation, and whether its two users already
-        # list it. Exact for the same reason (only the writer writes),
-        # and updated only as an operation's last step, so one that
-        # fails leaves them as they were; a failed batch clears them.
+        # list it. Exact for the same reason (only the writer writes).
+        # A write to them is either a value just read from the database
+        # or an append's last step, after all its statements succeeded,
+        # so an operation that fails and is rolled back to its
+        # savepoint leaves them true; a failed batch clears them.
         # Past its size one is emptied and refills from the database
         # (at most ``APPEND_CACHE_SIZE`` entries: a few MB).
         self._last_seqs: dict[str, int] = {}

@@ -313,7 +313,7 @@ class LoginGate(ChannelInboundHandler):
         if frame_context is None:
             raise RuntimeError(
                 "no length prepender in the pipeline "
-                "(im.server.init_connection builds it)"
+                "(im.server.connection_handlers lists it)"
             )
         session = Session(
             address,

@@ -17,6 +17,7 @@ from typing import Any
 
 from im.domain import DeviceAddress, DeviceId, UserId
 from im.protocol import ErrorCode, Kicked, Packet, Serializer, encode
+from reactor import ChannelHandlerContext
 
 from .delivery import Delivery
 
@@ -83,7 +84,7 @@ class Session:
         serializer: Serializer,
         flusher: FlushBatcher,
         delivery: Delivery,
-        frame_context: Any,
+        frame_context: ChannelHandlerContext,
         max_pending_output: int = 8 * 1024 * 1024,
     ) -> None:
         self.address = address

@@ -81,28 +81,20 @@ class PushEncoder:
     channel.
     """
 
-    __slots__ = ("_encoded", "_framed", "frame", "message")
+    __slots__ = ("_framed", "frame", "message")
 
-    def __init__(self, message: Message, frame: Callable[[bytes], bytes]):
+    def __init__(
+        self, message: Message, frame: Callable[[bytes], bytes]
+    ) -> None:
         self.message = message
         self.frame = frame
-        self._encoded: dict[Serializer, bytes] = {}
         self._framed: dict[Serializer, bytes] = {}
 
-    def for_serializer(self, serializer: Serializer) -> bytes:
-        """The frame body."""
-        data = self._encoded.get(serializer)
-        if data is None:
-            data = self._encoded[serializer] = encode_push(
-                self.message, serializer
-            )
-        return data
-
     def framed_for(self, serializer: Serializer) -> bytes:
-        """The whole frame: the body behind its length field."""
+        """The whole frame: the PUSH's body behind its length field."""
         data = self._framed.get(serializer)
         if data is None:
-            body = self.for_serializer(serializer)
+            body = encode_push(self.message, serializer)
             data = self._framed[serializer] = self.frame(body)
         return data
 

@@ -254,14 +254,16 @@ class FakeServer:
     def wait_gone(self, peer: Peer) -> None:
         self.wait_for(lambda: peer in self.gone, "the connection to close")
 
-    def post(self, from_user: str, to_user: str, text: str) -> Message:
+    def post(
+        self, from_user: str, to_user: str, text: str, device: str = "web"
+    ) -> Message:
         """Store a direct message as if ``from_user`` had sent it from
-        elsewhere, pushing it to ``to_user``'s connections."""
+        ``device``, pushing it to ``to_user``'s connections."""
         with self.lock:
             conversation = direct_conversation(from_user, to_user)
             self.members.setdefault(conversation, {from_user, to_user})
             message = self._store(
-                conversation, ChatType.DIRECT, from_user, "web", to_user,
+                conversation, ChatType.DIRECT, from_user, device, to_user,
                 1, text.encode(),
             )  # fmt: skip
             self._push(message, to_user, exclude=None)

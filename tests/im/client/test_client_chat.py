@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import threading
+import time
 from datetime import UTC
 
 import pytest
@@ -83,6 +84,29 @@ def test_the_backlog_is_shown_after_login(chat, server):
     assert screen.lines[2].endswith("bob -> alice: are you there?")
     alice.handle_line("/sync")
     screen.wait_for("* no new messages")
+
+
+def test_the_backlog_leaves_out_this_devices_own_messages(chat, server):
+    server.post("alice", "bob", "sent from this phone", device="phone")
+    server.post("bob", "alice", "an answer")
+    server.post("alice", "bob", "sent from the web", device="web")
+    _, screen = chat("alice")
+    assert screen.lines[1] == "* 2 new while you were away:"
+    assert screen.lines[2].endswith("bob -> alice: an answer")
+    assert screen.lines[3].endswith("alice -> bob: sent from the web")
+    assert "sent from this phone" not in screen.text()
+
+
+def test_the_backlog_is_shown_in_time_order(chat, server):
+    # The fake server pages conversations by id: alice/bob comes before
+    # alice/carol, though carol wrote first.
+    first = server.post("carol", "alice", "first")
+    time.sleep(0.01)  # timestamps are in milliseconds
+    second = server.post("bob", "alice", "second")
+    assert first.timestamp < second.timestamp
+    _, screen = chat("alice")
+    assert screen.lines[2].endswith("carol -> alice: first")
+    assert screen.lines[3].endswith("bob -> alice: second")
 
 
 def test_messages_go_out_and_come_in(chat):

@@ -45,6 +45,7 @@ from im.protocol import (
     SyncRequest,
     encode,
 )
+from reactor.pipeline import M_WRITE
 
 
 def only(packets: list, kind: type) -> list:
@@ -437,3 +438,19 @@ def test_senders_are_not_read_while_the_store_is_far_behind() -> None:
     assert admission.in_flight == 0
     acks = only(alice.packets(), ServerAck)
     assert len(acks) == admission.high
+
+
+def test_no_handler_after_the_prepender_takes_writes() -> None:
+    # Pushes are written from the prepender's context and pass every
+    # handler after it; one that handled writes would miss them.
+    services = make_services()
+    peer = Peer(services)
+    ctx = peer.channel.pipeline.context(services.framing)
+    assert ctx is not None
+    after = []
+    ctx = ctx.next
+    while ctx is not peer.channel.pipeline.tail:
+        after.append(ctx)
+        ctx = ctx.next
+    assert after, "the protocol codec and the rest follow the prepender"
+    assert not [c.name for c in after if c._mask & M_WRITE]
