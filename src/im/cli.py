@@ -70,6 +70,7 @@ def resolve_secret(settings: Settings) -> bytes:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from im.infrastructure import StoreOpenError
     from im.server import ImServer
 
     settings = _settings(args, list(_SERVE_FLAGS))
@@ -77,7 +78,13 @@ def _serve(args: argparse.Namespace) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    server = ImServer(settings)
+    try:
+        server = ImServer(settings)
+    except StoreOpenError as exc:
+        # Another server on the same file, or a file that is not ours:
+        # the message says which, and a traceback would add nothing.
+        print(f"netim: cannot open the store: {exc}", file=sys.stderr)
+        return 1
     try:
         host, port = server.listen()
     except OSError as exc:

@@ -13,6 +13,8 @@ fast); the crash test keeps the default, FULL.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ from typing import Any
 
 import msgpack
 import pytest
-from im_process import DEADLINE, ImServer, wait_for
+from im_process import DEADLINE, ImServer, child_env, wait_for
 
 from im.client import (
     Client,
@@ -337,6 +339,27 @@ def test_a_stopped_server_keeps_every_message_for_the_next_start(start):
     assert [m.message_id for m in received] == sorted(
         a.message_id for a in acks
     )
+
+
+def test_a_second_server_on_the_same_database_is_refused_plainly(server):
+    # The first holds the file's lock; the second says so and exits,
+    # without a traceback, and the first carries on.
+    command = [
+        sys.executable, "-m", "im.cli", "serve", "--port", "0",
+        "--database", str(server.database), "--secret", "00" * 32,
+    ]  # fmt: skip
+    second = subprocess.run(
+        command,
+        capture_output=True,
+        env=child_env(),
+        timeout=DEADLINE,
+    )
+    assert second.returncode == 1
+    error = second.stderr.decode()
+    assert "cannot open the store" in error and "in use" in error
+    assert "Traceback" not in error
+    alice = server.login("alice")
+    assert alice.ping(timeout=DEADLINE) >= 0
 
 
 # -- sessions -----------------------------------------------------------------

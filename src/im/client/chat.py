@@ -540,8 +540,18 @@ async def _prompt_loop(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The chat's options, on ``parser`` (``netim chat`` or ``main``)."""
     parser.add_argument("--user", help="who to log in as (to sign a token)")
-    parser.add_argument("--host", default=DEFAULT_HOST)
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    # The server's own variables, so that NETIM_PORT=7701 moves both.
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("NETIM_HOST", DEFAULT_HOST),
+        help="the server's address (default: NETIM_HOST, or %(default)s)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("NETIM_PORT", DEFAULT_PORT)),
+        help="the server's port (default: NETIM_PORT, or %(default)s)",
+    )
     parser.add_argument(
         "--device",
         default=DEFAULT_DEVICE,
@@ -583,7 +593,16 @@ def run(args: argparse.Namespace) -> int:
     app.client = client
     with client:
         try:
-            app.logged_in(client.login(token, args.device))
+            ok = client.login(token, args.device)
+            if args.user and ok.user_id != args.user:
+                # A token names its user; --user cannot override it.
+                print(
+                    f"netim chat: the token is for {clean(ok.user_id)}, "
+                    f"not {clean(args.user)}",
+                    file=sys.stderr,
+                )
+                return _USAGE
+            app.logged_in(ok)
             client.wait_backlog()
             app.backlog_arrived()
         except (LoginFailedError, ClientError) as exc:

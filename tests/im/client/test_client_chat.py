@@ -296,10 +296,20 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_the_options_and_their_defaults():
+def test_the_options_and_their_defaults(monkeypatch):
+    monkeypatch.delenv("NETIM_HOST", raising=False)
+    monkeypatch.delenv("NETIM_PORT", raising=False)
     args = parse("--user", "alice")
     assert (args.user, args.host, args.port) == ("alice", "127.0.0.1", 7700)
     assert (args.device, args.token, args.json) == ("chat", None, False)
+
+
+def test_the_servers_variables_move_the_chat_too(monkeypatch):
+    monkeypatch.setenv("NETIM_HOST", "127.0.0.2")
+    monkeypatch.setenv("NETIM_PORT", "7701")
+    args = parse("--user", "alice")
+    assert (args.host, args.port) == ("127.0.0.2", 7701)
+    assert parse("--port", "7702").port == 7702
 
 
 def test_start_up_failures_exit_with_a_message(
@@ -314,6 +324,10 @@ def test_start_up_failures_exit_with_a_message(
     port = ["--port", str(server.port)]
     assert run(parse("--token", "not-ours", *port)) == 1
     assert "login refused: BAD_TOKEN" in capsys.readouterr().err
+
+    token = token_for("alice")
+    assert run(parse("--user", "bob", "--token", token, *port)) == 2
+    assert "the token is for alice, not bob" in capsys.readouterr().err
 
     server.close()  # nothing listens any more
     assert run(parse("--token", token_for("alice"), *port)) == 1
