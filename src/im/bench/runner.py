@@ -466,7 +466,17 @@ def _bottleneck(result: LoadResult) -> str:
         return "both the server and the load generator were saturated"
     if server_busy:
         return "the server was the bottleneck (its core was saturated)"
-    return "neither was saturated: the offered load was the limit"
+    # Below the line, the load itself set the pace: the rate asked for,
+    # or in a closed loop the messages each sender may keep in flight.
+    limit = (
+        "the offered rate"
+        if result.config.get("rate", 0) > 0
+        else "the window (messages in flight per sender)"
+    )
+    return (
+        f"neither was saturated (server {server:.0f} %, load "
+        f"{load_share:.0f} % of its CPU): {limit} was the limit"
+    )
 
 
 def _timeline(

@@ -1,0 +1,33 @@
+"""The runner's verdict on what limited a run."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from im.bench.runner import _bottleneck
+
+
+def result(server: float | None, load: float, rate: float = 0.0) -> object:
+    return SimpleNamespace(
+        server_cpu_percent=server,
+        load_cpu_percent=load,
+        load_cpu_capacity=100.0,
+        config={"rate": rate},
+    )
+
+
+@pytest.mark.parametrize(
+    ("server", "load", "rate", "verdict"),
+    [
+        (99, 50, 0, "the server was the bottleneck"),
+        (60, 95, 0, "the LOAD GENERATOR was the bottleneck"),
+        (95, 95, 0, "both the server and the load generator"),
+        (70, 40, 0, "the window (messages in flight per sender) was"),
+        (70, 87, 2000, "(server 70 %, load 87 % of its CPU): the offered"),
+        (None, 95, 0, "the load generator was saturated; the server"),
+    ],
+)
+def test_the_verdict_names_the_limit(server, load, rate, verdict) -> None:
+    assert verdict in _bottleneck(result(server, load, rate))  # type: ignore[arg-type]
