@@ -133,9 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the server")
+    defaults = Settings()
     for name, (kind, text) in _SERVE_FLAGS.items():
         flag = "--" + name.replace("_", "-")
-        serve.add_argument(flag, dest=name, type=kind, help=text)
+        # The flag's own default stays None (see _SERVE_FLAGS); the help
+        # shows what applies when nothing else sets it.
+        default = getattr(defaults, name)
+        shown = f"{text} (default: {default})" if default != "" else text
+        serve.add_argument(flag, dest=name, type=kind, help=shown)
     _add_config_flag(serve)
     serve.set_defaults(run=_serve)
 
@@ -143,7 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("user")
     token.add_argument("--device", help="bind the token to one device id")
     token.add_argument(
-        "--ttl", type=float, default=DEFAULT_TTL, help="seconds it is valid"
+        "--ttl",
+        type=float,
+        default=DEFAULT_TTL,
+        help="seconds it is valid (default: %(default)s)",
     )
     token.add_argument("--secret", help="secret as hex")
     token.add_argument("--secret-file", dest="secret_file", type=Path)
