@@ -122,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     if args.chart and importlib.util.find_spec("matplotlib") is None:
         print(
             "netim bench: --chart needs matplotlib: "
-            "pip install 'netim[bench]'",
+            "pip install -e '.[bench]' in the checkout (or pip install "
+            "matplotlib)",
             file=sys.stderr,
         )
         return 2

@@ -468,11 +468,12 @@ def _bottleneck(result: LoadResult) -> str:
         return "the server was the bottleneck (its core was saturated)"
     # Below the line, the load itself set the pace: the rate asked for,
     # or in a closed loop the messages each sender may keep in flight.
-    limit = (
-        "the offered rate"
-        if result.config.get("rate", 0) > 0
-        else "the window (messages in flight per sender)"
-    )
+    if result.scenario in ("login", "idle"):
+        limit = "the login rate asked for"
+    elif result.config.get("rate", 0) > 0:
+        limit = "the offered rate"
+    else:
+        limit = "the window (messages in flight per sender)"
     return (
         f"neither was saturated (server {server:.0f} %, load "
         f"{load_share:.0f} % of its CPU): {limit} was the limit"

@@ -9,8 +9,11 @@ import pytest
 from im.bench.runner import _bottleneck
 
 
-def result(server: float | None, load: float, rate: float = 0.0) -> object:
+def result(
+    server: float | None, load: float, rate: float = 0.0, scenario="p2p"
+) -> object:
     return SimpleNamespace(
+        scenario=scenario,
         server_cpu_percent=server,
         load_cpu_percent=load,
         load_cpu_capacity=100.0,
@@ -31,3 +34,9 @@ def result(server: float | None, load: float, rate: float = 0.0) -> object:
 )
 def test_the_verdict_names_the_limit(server, load, rate, verdict) -> None:
     assert verdict in _bottleneck(result(server, load, rate))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scenario", ["login", "idle"])
+def test_logins_have_no_window(scenario) -> None:
+    verdict = _bottleneck(result(20, 30, scenario=scenario))  # type: ignore[arg-type]
+    assert verdict.endswith("the login rate asked for was the limit")
