@@ -64,9 +64,12 @@ class Recorder:
         if self.window_start_ns <= sent_ns < self.window_end_ns:
             self.push_histogram.record_value(_us_since(sent_ns))
 
-    def login_latency(self, elapsed_ns: int) -> None:
+    def logged_in(self, started_ns: int) -> None:
+        """A login begun at ``started_ns`` is through (its backlog too);
+        timed, like the messages, only if it began in the window."""
         self.logins += 1
-        self.login_histogram.record_value(max(elapsed_ns // 1000, 1))
+        if self.window_start_ns <= started_ns < self.window_end_ns:
+            self.login_histogram.record_value(_us_since(started_ns))
 
     def error(self, what: str) -> None:
         self.errors[what] += 1

@@ -390,7 +390,7 @@ class Worker:
         started = time.monotonic_ns()
 
         def ready(d: LoadDevice) -> None:
-            self.recorder.login_latency(time.monotonic_ns() - started)
+            self.recorder.logged_in(started)
             if d.channel is not None:
                 d.leaving = True
                 d.channel.close()
