@@ -1,11 +1,13 @@
-"""The runner's verdict on what limited a run."""
+"""The runner's verdict on what limited a run, and what it times."""
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
 
+from im.bench.recorder import Recorder
 from im.bench.runner import _bottleneck
 
 
@@ -40,3 +42,13 @@ def test_the_verdict_names_the_limit(server, load, rate, verdict) -> None:
 def test_logins_have_no_window(scenario) -> None:
     verdict = _bottleneck(result(20, 30, scenario=scenario))  # type: ignore[arg-type]
     assert verdict.endswith("the login rate asked for was the limit")
+
+
+def test_only_logins_begun_in_the_window_are_timed() -> None:
+    recorder = Recorder()
+    now = time.monotonic_ns()
+    recorder.window_start_ns, recorder.window_end_ns = now, now + 10**9
+    recorder.logged_in(now - 1)  # warm-up: counted, not timed
+    recorder.logged_in(now + 1)
+    assert recorder.logins == 2
+    assert recorder.login_histogram.get_total_count() == 1
