@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import codec
 import im
@@ -99,18 +99,21 @@ class ImServer:
 
     # -- the process ----------------------------------------------------------
 
-    def start(self) -> ImServer:
-        assert self.process is None, "already running"
-        command = [
+    def command(self) -> list[str]:
+        """The server's command line (a subclass may start another)."""
+        return [
             sys.executable, "-m", "im.cli", "serve",
             "--host", self.host, "--port", str(self.port),
             "--database", str(self.database), "--secret", SECRET.hex(),
             *self.options,
         ]  # fmt: skip
+
+    def start(self) -> Self:
+        assert self.process is None, "already running"
         log = self.log_path.open("ab")
         try:
             self.process = subprocess.Popen(
-                command,
+                self.command(),
                 stdout=subprocess.PIPE,
                 stderr=log,
                 env=child_env(),

@@ -12,7 +12,6 @@ module, to keep the suite fast; each test has users of its own (see
 from __future__ import annotations
 
 import itertools
-import subprocess
 import sys
 import threading
 import time
@@ -21,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from im_process import DEADLINE, SECRET, ImServer, child_env, wait_for
+from im_process import DEADLINE, SECRET, ImServer, wait_for
 
 from im.client import (
     Client,
@@ -63,28 +62,13 @@ class BaselineServer(ImServer):
         super().__init__(workdir, options)
         self.loop = loop
 
-    def start(self) -> BaselineServer:
-        assert self.process is None, "already running"
-        command = [
+    def command(self) -> list[str]:
+        return [
             sys.executable, str(BASELINE),
             "--host", self.host, "--port", str(self.port),
             "--secret", SECRET.hex(), "--loop", self.loop,
             *self.options,
         ]  # fmt: skip
-        log = self.log_path.open("ab")
-        try:
-            self.process = subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env=child_env(),
-                cwd=self.workdir,
-                start_new_session=True,
-            )
-        finally:
-            log.close()
-        self.port = self._read_port(self.process)
-        return self
 
 
 @pytest.fixture(scope="module", params=["asyncio", "uvloop"])
