@@ -19,11 +19,16 @@ microseconds. The writer therefore takes everything that queued up while
 it was busy (at most ``max_batch`` operations), runs it in one
 transaction and commits once. Under load one fsync is shared by the
 whole batch; when the server is idle a lone append commits at once, with
-no timer adding latency. Each writing operation runs in a savepoint, so
-one that fails (a NotAMember, say) undoes only its own writes and the
-rest of the batch commits. On the machine of docs/perf/003-sqlite-store.md
-batching gives 9x the appends/s of a commit per append (46 k/s against
-4.9 k/s with FULL), and more on a disk whose fsync is slower.
+no timer adding latency. Each writing operation is atomic on its own,
+so one that fails (a NotAMember, say) leaves nothing behind and the rest
+of the batch commits: most write with a single statement, which SQLite
+undoes whole when it fails, and the few of several statements run them
+in a savepoint. (A savepoint around every operation cost the writer a
+third of an append's time: two more statements, each a round of the GIL
+with the loop; docs/perf/010-sqlite-statements.md.) On the machine of
+docs/perf/003-sqlite-store.md batching gives 9x the appends/s of a
+commit per append (46 k/s against 4.9 k/s with FULL), and more on a disk
+whose fsync is slower.
 
 **Durable** means that a result completes only after the transaction
 that produced it committed: an append's Pending resolves, and the sender
@@ -65,12 +70,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import logging
 import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
@@ -466,22 +472,16 @@ class SQLiteStore:
     def _run_one(
         self, db: sqlite3.Connection, operation: _Operation
     ) -> tuple[Any, Exception | None]:
-        if operation.writes:
-            db.execute("SAVEPOINT operation")
+        # No savepoint here: every operation of _Tables is atomic by
+        # itself (see its docstring), so a failed one has nothing to undo.
         try:
-            value = operation.run(*operation.args)
+            return operation.run(*operation.args), None
         except Exception as error:
             if not db.in_transaction:
                 raise  # SQLite ended the whole transaction: the batch fails
-            if operation.writes:
-                db.execute("ROLLBACK TO operation")
-                db.execute("RELEASE operation")
             if _is_database_failure(error):
                 self._database_failed(error)
             return None, error
-        if operation.writes:
-            db.execute("RELEASE operation")
-        return value, None
 
     def _database_failed(self, error: Exception) -> None:
         self._hurt = True
@@ -677,6 +677,12 @@ class _Tables:
     Reads and results mirror ``InMemoryMessageStore`` and
     ``InMemoryGroupStore`` step by step, edge cases included, so that
     one set of contract tests holds for both.
+
+    Every writing method is atomic: when it raises, the database is as
+    it was before the call. One that writes with a single statement is
+    so already (a failed statement changes nothing) provided nothing
+    after that statement can fail; one that writes with several runs
+    them under ``_atomic()``.
     """
 
     def __init__(
@@ -702,8 +708,8 @@ class _Tables:
         # list it. Exact for the same reason (only the writer writes).
         # A write to them is either a value just read from the database
         # or an append's last step, after all its statements succeeded,
-        # so an operation that fails and is rolled back to its
-        # savepoint leaves them true; a failed batch clears them.
+        # so an operation that fails, and so changed nothing, leaves
+        # them true; a failed batch clears them.
         # Past its size one is emptied and refills from the database
         # (at most ``APPEND_CACHE_SIZE`` entries: a few MB).
         self._last_seqs: dict[str, int] = {}
@@ -770,20 +776,52 @@ class _Tables:
             except sqlite3.Error:
                 _log.exception("rollback failed")
 
+    @contextlib.contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """Run the statements of the block all, or none of them."""
+        db = self.db
+        db.execute("SAVEPOINT operation")
+        try:
+            yield
+        except BaseException:
+            if db.in_transaction:  # else SQLite rolled back everything
+                db.execute("ROLLBACK TO operation")
+                db.execute("RELEASE operation")
+            raise
+        db.execute("RELEASE operation")
+
     # -- messages -------------------------------------------------------------
 
     def append(self, draft: MessageDraft) -> Appended:
-        db = self.db
         conversation = draft.conversation_id.value
         message = draft.stored_as(self.last_seq(conversation) + 1)
+        pair = (draft.sender.user, conversation)
+        if draft.conversation_id.group is not None or pair in self._listed:
+            # The common case: one statement.
+            appended = self._insert(draft, message)
+        else:
+            # The first message of a direct conversation (as far as the
+            # cache knows): the row and the listing go in together.
+            with self._atomic():
+                appended = self._insert(draft, message)
+                if not appended.duplicate:
+                    self._list(pair, draft.to)
+        if not appended.duplicate:
+            self._remember_seq(conversation, message.seq)
+        return appended
+
+    def _insert(self, draft: MessageDraft, message: Message) -> Appended:
+        """Store ``message``, or find the one this draft resends."""
+        # Made before the INSERT, so that nothing after it can fail.
+        appended = Appended(message, duplicate=False)
         try:
-            db.execute(
+            self.db.execute(
                 "INSERT INTO messages (conversation, seq, message_id,"
                 " client_message_id, sender_user, sender_device, recipient,"
                 " content_type, body, timestamp_ms)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    conversation,
+                    draft.conversation_id.value,
                     message.seq,
                     _to_i64(message.message_id),
                     message.client_message_id,
@@ -801,7 +839,7 @@ class _Tables:
             # nothing behind): the message stored then is the answer.
             # Looking it up first would cost every append a query, for
             # the rare resend.
-            row = db.execute(
+            row = self.db.execute(
                 f"{_MESSAGE_COLUMNS}"
                 " WHERE sender_user = ? AND client_message_id = ?",
                 draft.dedup_key,
@@ -809,21 +847,21 @@ class _Tables:
             if row is None:
                 raise
             return Appended(_message(row), duplicate=True)
-        pair = (draft.sender.user, conversation)
+        return appended
+
+    def _list(self, pair: tuple[str, str], other_user: str) -> None:
+        """List the conversation ``pair[1]`` for both of its users."""
+        self.db.executemany(
+            "INSERT OR IGNORE INTO direct_conversations"
+            " (user, conversation) VALUES (?, ?)",
+            (pair, (other_user, pair[1])),
+        )
         listed = self._listed
-        if draft.conversation_id.group is None and pair not in listed:
-            db.executemany(
-                "INSERT OR IGNORE INTO direct_conversations"
-                " (user, conversation) VALUES (?, ?)",
-                (pair, (draft.to, conversation)),
-            )
-            if len(listed) >= APPEND_CACHE_SIZE:
-                listed.clear()
-            # Both users list it now; the pair of the sender stands for
-            # both (the other user's pair is written with it, always).
-            listed.add(pair)
-        self._remember_seq(conversation, message.seq)
-        return Appended(message, duplicate=False)
+        if len(listed) >= APPEND_CACHE_SIZE:
+            listed.clear()
+        # Both users list it now; the pair of the sender stands for
+        # both (the other user's pair is written with it, always).
+        listed.add(pair)
 
     def last_seq(self, conversation: str) -> int:
         seq = self._last_seqs.get(conversation)
@@ -959,18 +997,19 @@ class _Tables:
         if self._load(group.group_id) is not None:
             # An id generator handing out an id twice is our bug.
             raise ValueError(f"group {group.group_id} exists already")
-        cursor = self.db.execute(
-            "INSERT INTO groups (group_id, name, created_at_ms)"
-            " VALUES (?, ?, ?)",
-            (group.group_id, group.name, group.created_at_ms),
-        )
-        ref = cursor.lastrowid
-        assert ref is not None
-        self.db.executemany(
-            "INSERT INTO group_members (group_ref, user, floor)"
-            " VALUES (?, ?, ?)",
-            [(ref, user, floor) for user, floor in group.members.items()],
-        )
+        with self._atomic():  # the group and its members
+            cursor = self.db.execute(
+                "INSERT INTO groups (group_id, name, created_at_ms)"
+                " VALUES (?, ?, ?)",
+                (group.group_id, group.name, group.created_at_ms),
+            )
+            ref = cursor.lastrowid
+            assert ref is not None
+            self.db.executemany(
+                "INSERT INTO group_members (group_ref, user, floor)"
+                " VALUES (?, ?, ?)",
+                [(ref, user, floor) for user, floor in group.members.items()],
+            )
         self._remember(ref, group)
         return group
 

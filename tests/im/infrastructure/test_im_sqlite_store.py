@@ -461,6 +461,76 @@ def test_an_append_that_fails_after_its_row_loses_no_seq(path: Path) -> None:
         ]
 
 
+def test_a_group_whose_members_are_refused_is_not_created(path: Path) -> None:
+    # A group is two statements (the group, then its members); the
+    # second failing must take the first with it, or the id would be
+    # taken by a group with no members.
+    pump = Pump()
+    group = Group.create(GroupId("g1"), "g", ALICE, (BOB,), 0)
+    with SQLiteStore(path, pump.submit) as store:
+        db = store._tables.db
+        pump.value(
+            store._call(
+                lambda: db.execute(
+                    "CREATE TEMP TRIGGER refuse BEFORE INSERT ON"
+                    " group_members WHEN NEW.user = 'bob'"
+                    " BEGIN SELECT RAISE(ABORT, 'bob refused'); END"
+                ),
+                writes=False,
+            )
+        )
+        refused = store.groups.create(group)
+        pump.until_done(refused)
+        assert "bob refused" in str(refused.exception())
+        assert pump.value(store.groups.get(group.group_id)) is None
+        pump.value(
+            store._call(
+                lambda: db.execute("DROP TRIGGER refuse"), writes=False
+            )
+        )
+        assert pump.value(store.groups.create(group)) == group
+    with SQLiteStore(path, pump.submit) as again:
+        assert pump.value(again.groups.get(group.group_id)) == group
+
+
+def test_a_refused_row_leaves_the_rest_of_its_batch_stored(path: Path) -> None:
+    # One statement, no savepoint: SQLite undoes the refused INSERT alone,
+    # and the appends queued around it in the same transaction commit.
+    pump = GatedPump()
+    with SQLiteStore(path, pump.submit) as store:
+        m = store.messages
+        db = store._tables.db
+        first = m.append(draft(CONV, "a"))
+        assert pump.entered.wait(DEADLINE)
+        trigger = store._call(
+            lambda: db.execute(
+                "CREATE TEMP TRIGGER refuse BEFORE INSERT ON messages"
+                " WHEN NEW.client_message_id = 'bad'"
+                " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            ),
+            writes=False,
+        )
+        calls = [m.append(draft(CONV, c)) for c in ("b", "bad", "c")]
+        pump.gate.set()
+        pump.until_done(first, trigger, *calls)
+        assert "refused" in str(calls[1].exception())
+        assert [
+            calls[0].result().message.seq,
+            calls[2].result().message.seq,
+        ] == [
+            2,
+            3,
+        ]
+        assert store.statistics().failed_batches == 0
+    pump = Pump()
+    with SQLiteStore(path, pump.submit) as again:
+        assert [x.client_message_id for x in all_messages(again, pump)] == [
+            "a",
+            "b",
+            "c",
+        ]
+
+
 class WriterBug(BaseException):
     """Stands for a bug that escapes the writer's handling of calls."""
 
