@@ -96,15 +96,9 @@ class Stores:
     description: str
 
 
-def open_stores(
-    settings: Settings,
-    submit: Callable[..., Any],
-    call_soon: Callable[..., Any] | None = None,
-) -> Stores:
+def open_stores(settings: Settings, submit: Callable[..., Any]) -> Stores:
     """The stores the settings ask for; ``submit`` posts a completion to
-    the loop thread (the SQLite writer thread uses it), ``call_soon``
-    runs a callback at the end of the loop's turn (the SQLite store
-    hands each turn's calls to its writer then)."""
+    the loop thread (the SQLite writer thread uses it)."""
     if settings.store == "memory":
         return Stores(
             InMemoryMessageStore(),
@@ -121,10 +115,7 @@ def open_stores(
     from im.infrastructure.sqlite_store import SQLiteStore
 
     store = SQLiteStore(
-        settings.database,
-        submit,
-        synchronous=settings.sqlite_synchronous,
-        call_soon=call_soon,
+        settings.database, submit, synchronous=settings.sqlite_synchronous
     )
     return Stores(
         store.messages,
@@ -224,9 +215,7 @@ class ImServer:
     def __init__(self, settings: Settings, loop: EventLoop | None = None):
         self.settings = settings
         self.loop = loop or EventLoop()
-        self.stores = open_stores(
-            settings, self.loop.submit, self.loop.call_soon
-        )
+        self.stores = open_stores(settings, self.loop.submit)
         self.services = self._services()
         self.listener: ServerSocketChannel | None = None
         self._stopping = False

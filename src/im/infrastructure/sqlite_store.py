@@ -271,7 +271,7 @@ class SQLiteStore:
 
     In the composition root::
 
-        store = SQLiteStore(path, loop.submit, call_soon=loop.call_soon)
+        store = SQLiteStore(path, loop.submit)
         ids = store.id_generator()
         send = SendMessage(store.messages, store.groups, ..., ids)
         ...  # serve; at shutdown wait until not store.busy(), then
@@ -288,7 +288,6 @@ class SQLiteStore:
         synchronous: str = "FULL",
         max_batch: int = 1000,
         group_cache_size: int = 1024,
-        call_soon: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(
@@ -300,34 +299,20 @@ class SQLiteStore:
         self.synchronous = synchronous
         self._submit = submit
         self._max_batch = max_batch
-        # Hand-overs from the loop: lists of calls, in order; None stops.
-        self._queue: queue.SimpleQueue[list[_Operation] | None] = (
-            queue.SimpleQueue()
-        )
-        # With ``call_soon`` (the loop's), the calls of one loop turn
-        # wait in _outbox and go to the writer together when the turn's
-        # I/O is done. Handing each over at once woke the writer for the
-        # first send of a turn, to run a batch of one or two while the
-        # loop was still reading the rest: five times the batches, and
-        # a GIL hand-off both ways for each (docs/perf/010-sqlite-
-        # statements.md). Without it (tests), each goes at once.
-        self._call_soon = call_soon
-        self._outbox: list[_Operation] = []
-        # Guards _closed and _outbox against a close() from another
-        # thread, so that no call is queued behind the stop mark.
+        self._queue: queue.SimpleQueue[_Operation | None] = queue.SimpleQueue()
+        # Guards _closed against a close() from another thread, so that
+        # no call is queued behind the writer's stop mark.
         self._lock = threading.Lock()
         self._closed = False
         self._statistics = StoreStatistics()
         # Writer thread only: whether the database is failing (logged
         # once until writes commit again), whether the batch in progress
         # met a failure, whether posting a result failed (logged once),
-        # the batch in progress until its results are being posted, and
-        # calls handed over but not yet in a batch.
+        # and the batch in progress until its results are being posted.
         self._failing = False
         self._hurt = False
         self._posting_failed = False
         self._unposted: list[_Operation] = []
-        self._handed: collections.deque[_Operation] = collections.deque()
         self._ids: CountingIdGenerator | None = None
         # Calls whose result the loop has not received yet; the loop's
         # alone (it makes the calls and runs the completions).
@@ -380,10 +365,7 @@ class SQLiteStore:
         with self._lock:
             first = not self._closed
             self._closed = True
-            outbox, self._outbox = self._outbox, []
         if first:
-            if outbox:
-                self._queue.put(outbox)
             self._queue.put(None)
         if threading.current_thread() is not self._thread:
             self._thread.join()
@@ -400,26 +382,13 @@ class SQLiteStore:
         self, run: Callable[..., T], *args: Any, writes: bool
     ) -> Pending[T]:
         pending: Pending[T] = Pending()
-        operation = _Operation(run, args, pending, writes)
         with self._lock:
             if self._closed:
                 return Pending.failure(StoreClosed(f"{self.path} is closed"))
-            if self._call_soon is None:
-                self._queue.put([operation])
-            else:
-                if not self._outbox:
-                    self._call_soon(self._hand_over)
-                self._outbox.append(operation)
+            self._queue.put(_Operation(run, args, pending, writes))
         self._in_flight += 1
         pending.add_done_callback(self._completed)
         return pending
-
-    def _hand_over(self) -> None:
-        """The turn's calls go to the writer, in one piece."""
-        with self._lock:
-            outbox, self._outbox = self._outbox, []
-            if outbox and not self._closed:  # else close() took them
-                self._queue.put(outbox)
 
     def _completed(self, _done: Pending[Any]) -> None:
         self._in_flight -= 1
@@ -455,28 +424,25 @@ class SQLiteStore:
 
     def _serve(self, tables: _Tables) -> None:
         waiting = self._queue
-        handed = self._handed
-        limit = self._max_batch
-        stop = False
-        while handed or not stop:
-            if not handed:
-                first = waiting.get()
-                if first is None:
-                    return
-                handed.extend(first)
-            # And whatever else arrived while the last batch ran.
-            while not stop and len(handed) < limit:
+        while True:
+            first = waiting.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self._max_batch:
                 try:
-                    more = waiting.get_nowait()
+                    operation = waiting.get_nowait()
                 except queue.Empty:
                     break
-                if more is None:
+                if operation is None:
                     stop = True
-                else:
-                    handed.extend(more)
-            batch = [handed.popleft() for _ in range(min(len(handed), limit))]
+                    break
+                batch.append(operation)
             self._unposted = batch
             self._run_batch(tables, batch)
+            if stop:
+                return
 
     def _run_batch(self, tables: _Tables, batch: list[_Operation]) -> None:
         db = tables.db
@@ -564,18 +530,13 @@ class SQLiteStore:
 
     def _fail_queued(self, error: Exception) -> None:
         batch = self._unposted
-        batch.extend(self._handed)
-        self._handed.clear()
         while True:
             try:
-                handed = self._queue.get_nowait()
+                operation = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if handed is not None:
-                batch.extend(handed)
-        with self._lock:  # closed by now: nothing is added to it
-            batch.extend(self._outbox)
-            self._outbox = []
+            if operation is not None:
+                batch.append(operation)
         self._post(batch, [(None, error)] * len(batch))
 
 

@@ -223,61 +223,6 @@ def test_queued_appends_share_transactions(
     assert stats.failed_batches == 0
 
 
-class Turn:
-    """The loop's ``call_soon``, run when the test ends the turn."""
-
-    def __init__(self) -> None:
-        self.scheduled: list[Callable[[], None]] = []
-
-    def call_soon(self, callback: Callable[[], None]) -> None:
-        self.scheduled.append(callback)
-
-    def end(self) -> None:
-        scheduled, self.scheduled = self.scheduled, []
-        for callback in scheduled:
-            callback()
-
-
-def test_the_calls_of_one_turn_reach_the_writer_together(path: Path) -> None:
-    pump, turn = Pump(), Turn()
-    with SQLiteStore(path, pump.submit, call_soon=turn.call_soon) as store:
-        appends = [store.messages.append(draft(CONV, c)) for c in "abc"]
-        assert len(turn.scheduled) == 1  # one hand-over for the turn
-        assert store._queue.empty()  # the writer has none of them yet
-        turn.end()
-        pump.until_done(*appends)
-        assert [p.result().message.seq for p in appends] == [1, 2, 3]
-        stats = store.statistics()
-    assert (stats.batches, stats.largest_batch) == (1, 3)
-
-
-def test_a_hand_over_larger_than_max_batch_is_split(path: Path) -> None:
-    pump, turn = Pump(), Turn()
-    with SQLiteStore(
-        path, pump.submit, max_batch=2, call_soon=turn.call_soon
-    ) as store:
-        appends = [store.messages.append(draft(CONV, c)) for c in "abcde"]
-        turn.end()
-        pump.until_done(*appends)
-        assert [p.result().message.seq for p in appends] == [1, 2, 3, 4, 5]
-        stats = store.statistics()
-    assert (stats.batches, stats.largest_batch) == (3, 2)
-
-
-def test_close_commits_the_calls_of_an_unfinished_turn(path: Path) -> None:
-    # The loop stopped before its turn ended: close() hands them over.
-    pump, turn = Pump(), Turn()
-    store = SQLiteStore(path, pump.submit, call_soon=turn.call_soon)
-    appends = [store.messages.append(draft(CONV, c)) for c in "ab"]
-    store.close()
-    pump.until_done(*appends)
-    assert [p.result().message.seq for p in appends] == [1, 2]
-    turn.end()  # late: finds nothing to hand over
-    with SQLiteStore(path, pump.submit) as again:
-        stored = all_messages(again, pump)
-        assert [m.client_message_id for m in stored] == ["a", "b"]
-
-
 def test_results_complete_in_call_order(path: Path) -> None:
     pump = Pump()
     with SQLiteStore(path, pump.submit) as store:
@@ -613,34 +558,6 @@ def test_a_writer_that_dies_says_so_and_leaves_no_call_waiting(
     store.close()
     (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert "writer stopped" in record.getMessage()
-    pump = Pump()
-    with SQLiteStore(path, pump.submit) as again:
-        assert all_messages(again, pump) == [first.result().message]
-
-
-def test_a_writer_that_dies_fails_the_rest_of_its_hand_over(
-    path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    def bug() -> None:
-        raise WriterBug
-
-    pump, turn = Pump(), Turn()
-    store = SQLiteStore(
-        path, pump.submit, max_batch=1, call_soon=turn.call_soon
-    )
-    m = store.messages
-    first = m.append(draft(CONV, "a"))
-    calls = [store._call(bug, writes=True), m.append(draft(CONV, "b"))]
-    turn.end()  # batches of one: "b" is still handed over, not run
-    # A call of the next turn, handed over never (or refused at once).
-    calls.append(m.append(draft(CONV, "c")))
-    pump.until_done(first, *calls)
-    assert first.exception() is None
-    for call in calls:
-        assert isinstance(call.exception(), StoreClosed)
-    turn.end()
-    store.close()
-    assert any("writer stopped" in r.getMessage() for r in caplog.records)
     pump = Pump()
     with SQLiteStore(path, pump.submit) as again:
         assert all_messages(again, pump) == [first.result().message]
