@@ -184,6 +184,8 @@ def label(name: str) -> str:
 
 def line(r: LoadResult) -> str:
     ok = "ok" if r.integrity.get("ok") else "INTEGRITY FAILED"
+    if not r.integrity.get("settled", True):
+        ok += " (drain ran out)"
     parts = [
         f"delivered {r.delivered_per_s:>10,.0f}/s",
         f"acked {r.acked_per_s:>9,.0f}/s",

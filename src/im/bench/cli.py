@@ -37,7 +37,10 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "size": (int, "message content in bytes"),
     "duration": (float, "seconds measured"),
     "warmup": (float, "seconds before measuring"),
-    "drain": (float, "seconds to wait for the last acks and pushes"),
+    "drain": (
+        float,
+        "at most this many seconds to wait for the last acks and pushes",
+    ),
     "login_rate": (float, "connects and logins per second"),
     "connections": (int, "idle: connections held"),
     "sample": (int, "time one push in N (fan-out at high rates)"),

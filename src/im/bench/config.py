@@ -65,8 +65,10 @@ class LoadConfig:
     size: int = 64
     duration: float = 10.0
     warmup: float = 2.0
-    # After the run, how long to wait for the last acks and pushes.
-    drain: float = 5.0
+    # After the run, how long at most to wait for the last acks and
+    # pushes. A drain ends as soon as nothing is in flight or arriving,
+    # so only a server still answering (a flood's backlog) uses it up.
+    drain: float = 30.0
     # login: connects-and-logins per second, for ``duration``.
     # Also the pace at which every scenario opens its connections.
     login_rate: float = 1000.0

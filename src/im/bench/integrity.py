@@ -25,6 +25,12 @@ At the end the runner compares each view with the conversation's last
 acknowledged seq (the highest SERVER_ACK any sender got): everything up
 to it must be held. A seq below the frontier that never came shows up
 as the frontier stopping short: ``missing``.
+
+That is only a verdict on loss if the run ended settled: every load
+process's drain saw nothing left in flight and nothing arriving. A
+server that answers seconds late (a flood) can still be pushing when a
+drain runs out of time; its last messages are then missing from the
+views without being lost, and ``settled`` is false to say so.
 """
 
 from __future__ import annotations
@@ -111,6 +117,9 @@ class IntegrityReport:
     duplicates: int = 0
     out_of_order: int = 0
     paged_again: int = 0
+    # Whether every drain ended with nothing in flight or arriving;
+    # if not, what is missing may be late rather than lost.
+    settled: bool = True
     # A few examples, for the report: (device, conversation, what).
     examples: list[str] = field(default_factory=list)
 
@@ -129,6 +138,7 @@ class IntegrityReport:
             "duplicates": self.duplicates,
             "out_of_order": self.out_of_order,
             "paged_again": self.paged_again,
+            "settled": self.settled,
             "examples": self.examples,
         }
 
@@ -140,14 +150,16 @@ def check(
     last_acked: dict[str, int],
     acked_counts: dict[str, int],
     views: dict[tuple[str, str], tuple[int, ...]],
+    settled: bool = True,
 ) -> IntegrityReport:
     """The verdict from every sender's acks and every device's views.
 
     ``last_acked``: per conversation, the highest acknowledged seq.
     ``acked_counts``: per conversation, how many messages were acked.
     ``views``: per (device, conversation), ``ConversationView.summary``.
+    ``settled``: whether every drain ended with nothing outstanding.
     """
-    report = IntegrityReport(conversations=len(last_acked))
+    report = IntegrityReport(conversations=len(last_acked), settled=settled)
     report.acknowledged = sum(acked_counts.values())
     for (device, conversation), summary in views.items():
         frontier, ahead, duplicates, out_of_order, paged_again = summary

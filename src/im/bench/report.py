@@ -66,6 +66,12 @@ def _facts(result: LoadResult) -> list[tuple[str, str]]:
     )
     integrity = result.integrity
     verdict = "OK" if integrity.get("ok") else "FAILED"
+    if not integrity.get("settled", True):
+        # The counts below are then an upper bound on what was lost.
+        verdict += (
+            " (the drain ran out with answers still coming: what is"
+            " missing may be late, not lost; try a longer --drain)"
+        )
     facts.append(
         (
             "integrity",

@@ -402,7 +402,8 @@ def _result(
             )
         views.update(final["views"])
         disconnects += final["disconnects"]
-    integrity = check(last_acked, acked_counts, views)
+    settled = all(final["settled"] for final in finals.values())
+    integrity = check(last_acked, acked_counts, views, settled)
     capacity = 100.0 * (len(cpus) if cpus else (os.cpu_count() or 1))
     capacity = min(capacity, 100.0 * len(plans))
     result = LoadResult(

@@ -441,12 +441,12 @@ class Worker:
         waited = time.monotonic() - self._drain_started
         settled = in_flight == 0 and delivered == self._last_delivered
         if settled or waited > self.config.drain:
-            self._finish()
+            self._finish(settled)
             return
         self._last_delivered = delivered
         self.loop.call_later(0.5 if in_flight == 0 else 0.1, self._drain)
 
-    def _finish(self) -> None:
+    def _finish(self, settled: bool) -> None:
         self._finished = True
         views: dict[tuple[str, str], tuple[int, ...]] = {}
         for device in self.devices:
@@ -473,6 +473,7 @@ class Worker:
                 "acked_counts": counts,
                 "errors": dict(errors),
                 "in_flight": sum(len(d.in_flight) for d in self.devices),
+                "settled": settled,
                 "in_flight_lost": recorder.in_flight_lost,
                 "disconnects": recorder.disconnects,
             },
