@@ -785,10 +785,21 @@ class _Tables:
             yield
         except BaseException:
             if db.in_transaction:  # else SQLite rolled back everything
-                db.execute("ROLLBACK TO operation")
-                db.execute("RELEASE operation")
+                self._end_savepoint("ROLLBACK TO operation")
             raise
-        db.execute("RELEASE operation")
+        self._end_savepoint()
+
+    def _end_savepoint(self, *undo: str) -> None:
+        try:
+            for statement in (*undo, "RELEASE operation"):
+                self.db.execute(statement)
+        except sqlite3.Error:
+            # A savepoint that cannot be undone or let go of leaves the
+            # operation's writes in doubt: end the whole transaction, so
+            # that its batch fails (and the caches are dropped) rather
+            # than commit what the caller is told failed.
+            self.db.rollback()
+            raise
 
     # -- messages -------------------------------------------------------------
 
@@ -806,6 +817,8 @@ class _Tables:
                 appended = self._insert(draft, message)
                 if not appended.duplicate:
                     self._list(pair, draft.to)
+            if not appended.duplicate:
+                self._remember_listed(pair)
         if not appended.duplicate:
             self._remember_seq(conversation, message.seq)
         return appended
@@ -856,6 +869,8 @@ class _Tables:
             " (user, conversation) VALUES (?, ?)",
             (pair, (other_user, pair[1])),
         )
+
+    def _remember_listed(self, pair: tuple[str, str]) -> None:
         listed = self._listed
         if len(listed) >= APPEND_CACHE_SIZE:
             listed.clear()

@@ -463,8 +463,9 @@ def test_an_append_that_fails_after_its_row_loses_no_seq(path: Path) -> None:
 
 def test_a_group_whose_members_are_refused_is_not_created(path: Path) -> None:
     # A group is two statements (the group, then its members); the
-    # second failing must take the first with it, or the id would be
-    # taken by a group with no members.
+    # second failing (after the owner's row went in) must take the
+    # first with it, or the id would be taken by a group missing its
+    # members.
     pump = Pump()
     group = Group.create(GroupId("g1"), "g", ALICE, (BOB,), 0)
     with SQLiteStore(path, pump.submit) as store:
@@ -494,8 +495,9 @@ def test_a_group_whose_members_are_refused_is_not_created(path: Path) -> None:
 
 
 def test_a_refused_row_leaves_the_rest_of_its_batch_stored(path: Path) -> None:
-    # One statement, no savepoint: SQLite undoes the refused INSERT alone,
-    # and the appends queued around it in the same transaction commit.
+    # One statement, no savepoint: the trigger aborts the INSERT after
+    # its row went in, SQLite undoes that statement alone, and the
+    # appends queued around it in the same transaction commit.
     pump = GatedPump()
     with SQLiteStore(path, pump.submit) as store:
         m = store.messages
@@ -504,7 +506,7 @@ def test_a_refused_row_leaves_the_rest_of_its_batch_stored(path: Path) -> None:
         assert pump.entered.wait(DEADLINE)
         trigger = store._call(
             lambda: db.execute(
-                "CREATE TEMP TRIGGER refuse BEFORE INSERT ON messages"
+                "CREATE TEMP TRIGGER refuse AFTER INSERT ON messages"
                 " WHEN NEW.client_message_id = 'bad'"
                 " BEGIN SELECT RAISE(ABORT, 'refused'); END"
             ),
@@ -521,7 +523,8 @@ def test_a_refused_row_leaves_the_rest_of_its_batch_stored(path: Path) -> None:
             2,
             3,
         ]
-        assert store.statistics().failed_batches == 0
+        stats = store.statistics()
+        assert (stats.failed_batches, stats.largest_batch) == (0, 4)
     pump = Pump()
     with SQLiteStore(path, pump.submit) as again:
         assert [x.client_message_id for x in all_messages(again, pump)] == [
