@@ -461,6 +461,43 @@ def test_an_append_that_fails_after_its_row_loses_no_seq(path: Path) -> None:
         ]
 
 
+class ReleaseFails:
+    """The writer's connection, with ``RELEASE`` refused once."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.armed = True
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if self.armed and sql.startswith("RELEASE"):
+            self.armed = False
+            raise sqlite3.OperationalError("cannot release (test)")
+        return self.db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+
+def test_a_savepoint_that_cannot_be_released_fails_its_batch(
+    path: Path,
+) -> None:
+    # Its writes are then in doubt: they must not commit while the
+    # caller hears "failed", so the whole batch is rolled back.
+    pump = Pump()
+    group = Group.create(GroupId("g1"), "g", ALICE, (BOB,), 0)
+    with SQLiteStore(path, pump.submit) as store:
+        tables = store._tables
+        tables.db = ReleaseFails(tables.db)  # type: ignore[assignment]
+        refused = store.groups.create(group)
+        pump.until_done(refused)
+        assert "cannot release" in str(refused.exception())
+        assert store.statistics().failed_batches == 1
+        assert pump.value(store.groups.get(group.group_id)) is None
+        assert pump.value(store.groups.create(group)) == group
+    with SQLiteStore(path, pump.submit) as again:
+        assert pump.value(again.groups.get(group.group_id)) == group
+
+
 def test_a_group_whose_members_are_refused_is_not_created(path: Path) -> None:
     # A group is two statements (the group, then its members); the
     # second failing (after the owner's row went in) must take the
