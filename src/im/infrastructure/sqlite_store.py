@@ -785,14 +785,15 @@ class _Tables:
             yield
         except BaseException:
             if db.in_transaction:  # else SQLite rolled back everything
-                self._end_savepoint("ROLLBACK TO operation")
+                self._end_savepoint(undo=True)
             raise
-        self._end_savepoint()
+        self._end_savepoint(undo=False)
 
-    def _end_savepoint(self, *undo: str) -> None:
+    def _end_savepoint(self, *, undo: bool) -> None:
         try:
-            for statement in (*undo, "RELEASE operation"):
-                self.db.execute(statement)
+            if undo:
+                self.db.execute("ROLLBACK TO operation")
+            self.db.execute("RELEASE operation")
         except sqlite3.Error:
             # A savepoint that cannot be undone or let go of leaves the
             # operation's writes in doubt: end the whole transaction, so
@@ -807,20 +808,25 @@ class _Tables:
         conversation = draft.conversation_id.value
         message = draft.stored_as(self.last_seq(conversation) + 1)
         pair = (draft.sender.user, conversation)
-        if draft.conversation_id.group is not None or pair in self._listed:
-            # The common case: one statement.
+        # The first message of a direct conversation (as far as the
+        # cache knows) lists it too: the row and the listing go in
+        # together. Every other append is one statement.
+        listing = (
+            draft.conversation_id.group is None and pair not in self._listed
+        )
+        if not listing:
             appended = self._insert(draft, message)
         else:
-            # The first message of a direct conversation (as far as the
-            # cache knows): the row and the listing go in together.
             with self._atomic():
                 appended = self._insert(draft, message)
                 if not appended.duplicate:
                     self._list(pair, draft.to)
-            if not appended.duplicate:
-                self._remember_listed(pair)
-        if not appended.duplicate:
-            self._remember_seq(conversation, message.seq)
+        if appended.duplicate:
+            return appended
+        # Last, once every statement succeeded (see __init__).
+        if listing:
+            self._remember_listed(pair)
+        self._remember_seq(conversation, message.seq)
         return appended
 
     def _insert(self, draft: MessageDraft, message: Message) -> Appended:
