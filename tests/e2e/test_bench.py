@@ -84,3 +84,18 @@ def test_a_remote_target_is_refused(server, tmp_path):
     )
     assert done.returncode == 2
     assert "loopback" in done.stderr
+
+
+def test_a_wrong_secret_fails_at_once_and_says_why(server, tmp_path):
+    # Every login is refused; the run must not wait out its setup time.
+    command = [
+        sys.executable, "-m", "im.cli", "bench", "p2p", "--pairs", "2",
+        "--port", str(server.port), "--secret", "00ff", "--no-progress",
+        *BRIEF,
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=child_env(), timeout=60
+    )
+    assert done.returncode != 0
+    assert "refused the login" in done.stdout + done.stderr
+    assert "--secret" in done.stdout + done.stderr

@@ -39,7 +39,9 @@ _FLAGS: dict[str, tuple[type, str]] = {
     "warmup": (float, "seconds before measuring"),
     "drain": (
         float,
-        "at most this many seconds to wait for the last acks and pushes",
+        "at most this many seconds to wait for the last acks and pushes"
+        f" (default: {LoadConfig.drain:g}; a drain ends as soon as"
+        " nothing more comes)",
     ),
     "login_rate": (float, "connects and logins per second"),
     "connections": (int, "idle: connections held"),

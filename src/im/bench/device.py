@@ -91,6 +91,7 @@ class LoadDevice(ChannelInboundHandler):
         "on_acked",
         "on_closed",
         "on_ready",
+        "on_refused",
         "ready",
         "recorder",
         "token",
@@ -123,6 +124,9 @@ class LoadDevice(ChannelInboundHandler):
         self.on_ready: Callable[[LoadDevice], None] | None = None
         self.on_acked: Callable[[LoadDevice, bool], None] | None = None
         self.on_closed: Callable[[LoadDevice], None] | None = None
+        # The login was refused (a wrong secret, say): what the server
+        # said. Unset, the refusal is only counted as an error.
+        self.on_refused: Callable[[LoadDevice, Packet], None] | None = None
         self._next_id = 1
         self._replies: dict[int, Callable[[Packet], None]] = {}
         self._acks_due: dict[str, int] = {}
@@ -309,6 +313,8 @@ class LoadDevice(ChannelInboundHandler):
         if type(reply) is not LoginOk:
             assert isinstance(reply, (LoginFailed, Error))
             self.recorder.error(f"login refused: {reply}")
+            if self.on_refused is not None:
+                self.on_refused(self, reply)
             return
         assert isinstance(reply, LoginOk)
         self.logged_in = True

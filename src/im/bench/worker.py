@@ -179,6 +179,7 @@ class Worker:
         token = issue_token(self.config.secret, user, ttl=86400)
         device = LoadDevice(recorder or self.recorder, user, token)
         device.on_ready = self._device_ready
+        device.on_refused = self._refused
         self.devices.append(device)
         self._waiting += 1
         return device
@@ -220,6 +221,14 @@ class Worker:
         Bootstrap(self.loop).initializer(initialize).connect(
             self.config.host, self.config.port, source=self.source
         ).add_listener(connected)
+
+    def _refused(self, device: LoadDevice, reply: Any) -> None:
+        # Every setup login uses the same secret: one refused means all
+        # will be, and waiting out the setup timeout would only hide why.
+        self._fail(
+            f"the server refused the login of {device.user}: {reply} "
+            "(is --secret / --secret-file the server's?)"
+        )
 
     def _device_ready(self, device: LoadDevice) -> None:
         self._waiting -= 1
