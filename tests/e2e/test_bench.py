@@ -99,3 +99,23 @@ def test_a_wrong_secret_fails_at_once_and_says_why(server, tmp_path):
     assert done.returncode != 0
     assert "refused the login" in done.stdout + done.stderr
     assert "--secret" in done.stdout + done.stderr
+
+
+def test_no_secret_file_fails_and_makes_none(server, tmp_path):
+    # Run where no server ever ran: a secret made up here could only
+    # get every login refused, so none is made.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    command = [
+        sys.executable, "-m", "im.cli", "bench", "p2p", "--pairs", "2",
+        "--port", str(server.port), "--no-progress", *BRIEF,
+    ]  # fmt: skip
+    env = {k: v for k, v in child_env().items() if not k.startswith("NETIM_")}
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=60,
+        cwd=elsewhere,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no secret: netim.secret does not exist" in done.stderr
+    assert "--secret" in done.stderr
+    assert list(elsewhere.iterdir()) == []

@@ -7,9 +7,9 @@
     netim bench mixed --pairs 200 --groups 5 --login-rate 200
 
 The secret is the server's, taken as ``netim serve`` takes it (``--secret``
-or the secret file; the same flags, environment and config file). The
-server's process is found by its port for CPU and memory figures, or
-named with ``--server-pid``.
+or the secret file; the same flags, environment and config file), but
+never made when the file is missing. The server's process is found by
+its port for CPU and memory figures, or named with ``--server-pid``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from im.config import load_settings
+from im.infrastructure.tokens import read_secret
 
 from .config import SCENARIOS, LoadConfig, LoadConfigError
 
@@ -79,13 +80,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _secret(args: argparse.Namespace) -> bytes:
-    from im.cli import resolve_secret
-
+    """The server's secret, read, never made: a load signs its tokens
+    with what the server checks them against, and a new random secret
+    (``netim serve`` makes one when its file is missing) would only get
+    every login refused."""
     settings = load_settings(
         {"secret": args.secret, "secret_file": args.secret_file},
         args.config,
     )
-    return resolve_secret(settings)
+    if settings.secret:
+        return bytes.fromhex(settings.secret)
+    path = settings.secret_file
+    try:
+        return read_secret(path)
+    except FileNotFoundError:
+        raise LoadConfigError(
+            f"no secret: {path} does not exist (run from the directory"
+            " where the server runs, whose secret file it is, or pass"
+            " --secret or --secret-file)"
+        ) from None
 
 
 def config_from(args: argparse.Namespace) -> LoadConfig:

@@ -42,6 +42,7 @@ __all__ = [
     "TokenExpired",
     "issue_token",
     "load_or_create_secret",
+    "read_secret",
     "verify_token",
 ]
 
@@ -140,6 +141,11 @@ def verify_token(
     return TokenClaims(claims["u"], claims.get("d"), expires_at)
 
 
+def read_secret(path: Path) -> bytes:
+    """The secret kept in ``path``; FileNotFoundError if there is none."""
+    return bytes.fromhex(path.read_text().strip())
+
+
 def load_or_create_secret(path: Path) -> bytes:
     """The secret kept in ``path``, made (random, mode 0600) if missing.
 
@@ -147,7 +153,7 @@ def load_or_create_secret(path: Path) -> bytes:
     ``NETIM_SECRET`` variable of another machine.
     """
     try:
-        return bytes.fromhex(path.read_text().strip())
+        return read_secret(path)
     except FileNotFoundError:
         pass
     secret = secrets.token_bytes(_SECRET_SIZE)
@@ -157,7 +163,7 @@ def load_or_create_secret(path: Path) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return bytes.fromhex(path.read_text().strip())
+        return read_secret(path)
     with os.fdopen(fd, "w") as out:
         out.write(secret.hex() + "\n")
     return secret
