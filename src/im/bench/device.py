@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 from im.protocol import (
     Direction,
     Error,
+    ErrorCode,
     GroupCreated,
     GroupJoined,
     Kicked,
@@ -300,7 +301,7 @@ class LoadDevice(ChannelInboundHandler):
         error: Error,
         reply: Callable[[Packet], None] | None,
     ) -> None:
-        self.recorder.error(f"ERROR {error.code}")
+        self.recorder.error(f"ERROR {_code_name(error.code)}")
         if reply is not None:
             reply(error)
         elif (
@@ -350,3 +351,12 @@ class LoadDevice(ChannelInboundHandler):
         if isinstance(reply, (GroupCreated, GroupJoined)):
             return reply.group_id, reply.conversation_id
         return None
+
+
+def _code_name(code: int) -> str:
+    """RATE_LIMITED rather than 3001 in the report; a code this client
+    does not know stays a number."""
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return str(code)

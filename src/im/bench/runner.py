@@ -449,6 +449,20 @@ def _mib(value: float | None) -> float | None:
 
 
 def _bottleneck(result: LoadResult) -> str:
+    verdict = _saturation(result)
+    refused = result.errors.get("ERROR RATE_LIMITED", 0)
+    if refused:
+        # Refused sends are not the server's limit but its policy: say
+        # so first, or a reader blames the window or the CPU for them.
+        verdict = (
+            f"the server's rate limit refused {refused:,} requests (a"
+            " limit per connection: start it with a higher --rate-limit"
+            f" and --rate-burst for a load test); {verdict}"
+        )
+    return verdict
+
+
+def _saturation(result: LoadResult) -> str:
     load_share = 100.0 * result.load_cpu_percent / result.load_cpu_capacity
     load_busy = load_share >= SATURATED
     server = result.server_cpu_percent

@@ -12,7 +12,11 @@ from im.bench.runner import _bottleneck
 
 
 def result(
-    server: float | None, load: float, rate: float = 0.0, scenario="p2p"
+    server: float | None,
+    load: float,
+    rate: float = 0.0,
+    scenario="p2p",
+    errors: dict[str, int] | None = None,
 ) -> object:
     return SimpleNamespace(
         scenario=scenario,
@@ -20,6 +24,7 @@ def result(
         load_cpu_percent=load,
         load_cpu_capacity=100.0,
         config={"rate": rate},
+        errors=errors or {},
     )
 
 
@@ -42,6 +47,16 @@ def test_the_verdict_names_the_limit(server, load, rate, verdict) -> None:
 def test_logins_have_no_window(scenario) -> None:
     verdict = _bottleneck(result(20, 30, scenario=scenario))  # type: ignore[arg-type]
     assert verdict.endswith("the login rate asked for was the limit")
+
+
+def test_sends_the_rate_limit_refused_are_named_first() -> None:
+    # Few connections sending fast meet the server's limit per
+    # connection; the window is not what held them back.
+    refused = {"ERROR RATE_LIMITED": 7728, "ERROR SLOW_CONSUMER": 1}
+    verdict = _bottleneck(result(70, 40, errors=refused))  # type: ignore[arg-type]
+    assert verdict.startswith("the server's rate limit refused 7,728")
+    assert "--rate-limit" in verdict
+    assert _bottleneck(result(70, 40)).startswith("neither was saturated")  # type: ignore[arg-type]
 
 
 def test_only_logins_begun_in_the_window_are_timed() -> None:
