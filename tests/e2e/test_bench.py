@@ -119,3 +119,17 @@ def test_no_secret_file_fails_and_makes_none(server, tmp_path):
     assert "no secret: netim.secret does not exist" in done.stderr
     assert "--secret" in done.stderr
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_secret_file_that_is_not_hex_is_named(tmp_path):
+    bad = tmp_path / "bad.secret"
+    bad.write_text("not hex\n")
+    command = [
+        sys.executable, "-m", "im.cli", "bench", "p2p", "--pairs", "2",
+        "--secret-file", str(bad), "--no-progress", *BRIEF,
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=child_env(), timeout=60
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"secret file {bad}: non-hexadecimal" in done.stderr

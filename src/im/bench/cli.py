@@ -99,6 +99,8 @@ def _secret(args: argparse.Namespace) -> bytes:
             " where the server runs, whose secret file it is, or pass"
             " --secret or --secret-file)"
         ) from None
+    except (OSError, ValueError) as exc:  # unreadable, or not hex
+        raise LoadConfigError(f"secret file {path}: {exc}") from None
 
 
 def config_from(args: argparse.Namespace) -> LoadConfig:

@@ -291,7 +291,9 @@ class LoadDevice(ChannelInboundHandler):
             self._backlog_page(packet)
         elif kind is Kicked:
             assert isinstance(packet, Kicked)
-            self.recorder.error(f"KICKED {packet.code}: {packet.reason}")
+            self.recorder.error(
+                f"KICKED {_code_name(packet.code)}: {packet.reason}"
+            )
         else:
             self.recorder.error(f"unexpected {kind.__name__}")
 
@@ -301,7 +303,7 @@ class LoadDevice(ChannelInboundHandler):
         error: Error,
         reply: Callable[[Packet], None] | None,
     ) -> None:
-        self.recorder.error(f"ERROR {_code_name(error.code)}")
+        self.recorder.error(error_key(error.code))
         if reply is not None:
             reply(error)
         elif (
@@ -351,6 +353,11 @@ class LoadDevice(ChannelInboundHandler):
         if isinstance(reply, (GroupCreated, GroupJoined)):
             return reply.group_id, reply.conversation_id
         return None
+
+
+def error_key(code: int) -> str:
+    """How the report counts an ERROR reply: ``ERROR RATE_LIMITED``."""
+    return f"ERROR {_code_name(code)}"
 
 
 def _code_name(code: int) -> str:

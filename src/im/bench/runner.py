@@ -33,7 +33,10 @@ from typing import Any, Final
 import psutil
 from hdrh.histogram import HdrHistogram
 
+from im.protocol import ErrorCode
+
 from .config import LoadConfig, WorkerPlan, plan_workers
+from .device import error_key
 from .integrity import check
 from .recorder import new_histogram
 from .worker import SETUP_TIMEOUT, worker_main
@@ -444,27 +447,26 @@ def _config_summary(config: LoadConfig) -> dict[str, Any]:
     return summary
 
 
+_RATE_LIMITED: Final = error_key(ErrorCode.RATE_LIMITED)
+
+
 def _mib(value: float | None) -> float | None:
     return None if value is None else value / (1024 * 1024)
 
 
 def _bottleneck(result: LoadResult) -> str:
-    verdict = _saturation(result)
-    refused = result.errors.get("ERROR RATE_LIMITED", 0)
-    if refused:
-        # Refused sends are not the server's limit but its policy: say
-        # so first, or a reader blames the window or the CPU for them.
-        verdict = (
-            f"the server's rate limit refused {refused:,} requests (a"
-            " limit per connection: start it with a higher --rate-limit"
-            f" and --rate-burst for a load test); {verdict}"
-        )
-    return verdict
-
-
-def _saturation(result: LoadResult) -> str:
     load_share = 100.0 * result.load_cpu_percent / result.load_cpu_capacity
     load_busy = load_share >= SATURATED
+    # Requests the server refused by policy, not for want of CPU: a few
+    # connections sending fast meet its limit per connection.
+    refused = result.errors.get(_RATE_LIMITED, 0)
+    sent = result.sent_per_s * result.window_s
+    limited = refused > 0 and refused * 100 >= sent
+    raise_it = (
+        f"the server's rate limit refused {refused:,} requests (start"
+        " netim serve with a higher --rate-limit and --rate-burst for a"
+        " load test)"
+    )
     server = result.server_cpu_percent
     if server is None:
         if load_busy:
@@ -472,27 +474,35 @@ def _saturation(result: LoadResult) -> str:
         return "the server's CPU could not be read"
     server_busy = server >= SATURATED
     if load_busy and not server_busy:
-        return (
+        verdict = (
             "the LOAD GENERATOR was the bottleneck: it used "
             f"{load_share:.0f} % of its CPU while the server used "
             f"{server:.0f} %; the server can do more than measured"
         )
-    if server_busy and load_busy:
-        return "both the server and the load generator were saturated"
-    if server_busy:
-        return "the server was the bottleneck (its core was saturated)"
-    # Below the line, the load itself set the pace: the rate asked for,
-    # or in a closed loop the messages each sender may keep in flight.
-    if result.scenario in ("login", "idle"):
-        limit = "the login rate asked for"
-    elif result.config.get("rate", 0) > 0:
-        limit = "the offered rate"
+    elif server_busy and load_busy:
+        verdict = "both the server and the load generator were saturated"
+    elif server_busy:
+        verdict = "the server was the bottleneck (its core was saturated)"
     else:
-        limit = "the window (messages in flight per sender)"
-    return (
-        f"neither was saturated (server {server:.0f} %, load "
-        f"{load_share:.0f} % of its CPU): {limit} was the limit"
-    )
+        # Below the line, the load itself set the pace: the rate asked
+        # for, or in a closed loop the messages each sender may keep in
+        # flight; unless the server refused a share of them.
+        if limited:
+            return (
+                f"neither was saturated (server {server:.0f} %, load "
+                f"{load_share:.0f} % of its CPU): {raise_it}"
+            )
+        if result.scenario in ("login", "idle"):
+            limit = "the login rate asked for"
+        elif result.config.get("rate", 0) > 0:
+            limit = "the offered rate"
+        else:
+            limit = "the window (messages in flight per sender)"
+        return (
+            f"neither was saturated (server {server:.0f} %, load "
+            f"{load_share:.0f} % of its CPU): {limit} was the limit"
+        )
+    return f"{verdict}; and {raise_it}" if limited else verdict
 
 
 def _timeline(

@@ -142,7 +142,8 @@ def verify_token(
 
 
 def read_secret(path: Path) -> bytes:
-    """The secret kept in ``path``; FileNotFoundError if there is none."""
+    """The secret kept in ``path``: FileNotFoundError if there is none,
+    ValueError if it is not hex."""
     return bytes.fromhex(path.read_text().strip())
 
 

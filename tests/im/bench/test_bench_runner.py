@@ -7,8 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from im.bench.device import error_key
 from im.bench.recorder import Recorder
 from im.bench.runner import _bottleneck
+from im.protocol import ErrorCode
 
 
 def result(
@@ -20,6 +22,8 @@ def result(
 ) -> object:
     return SimpleNamespace(
         scenario=scenario,
+        sent_per_s=1000.0,
+        window_s=10.0,
         server_cpu_percent=server,
         load_cpu_percent=load,
         load_cpu_capacity=100.0,
@@ -49,14 +53,24 @@ def test_logins_have_no_window(scenario) -> None:
     assert verdict.endswith("the login rate asked for was the limit")
 
 
-def test_sends_the_rate_limit_refused_are_named_first() -> None:
+def test_requests_the_rate_limit_refused_are_the_limit_named() -> None:
     # Few connections sending fast meet the server's limit per
     # connection; the window is not what held them back.
-    refused = {"ERROR RATE_LIMITED": 7728, "ERROR SLOW_CONSUMER": 1}
+    refused = {error_key(ErrorCode.RATE_LIMITED): 7728}
     verdict = _bottleneck(result(70, 40, errors=refused))  # type: ignore[arg-type]
-    assert verdict.startswith("the server's rate limit refused 7,728")
-    assert "--rate-limit" in verdict
-    assert _bottleneck(result(70, 40)).startswith("neither was saturated")  # type: ignore[arg-type]
+    assert "the server's rate limit refused 7,728 requests" in verdict
+    assert "--rate-limit" in verdict and "the window" not in verdict
+    busy = _bottleneck(result(99, 40, errors=refused))  # type: ignore[arg-type]
+    assert busy.startswith("the server was the bottleneck")
+    assert "rate limit refused 7,728" in busy
+    # A handful (under 1 % of the 10,000 sent) is not what set the pace.
+    few = _bottleneck(result(70, 40, errors={refused.popitem()[0]: 50}))  # type: ignore[arg-type]
+    assert "rate limit" not in few and "the window" in few
+
+
+def test_error_codes_are_reported_by_name() -> None:
+    assert error_key(3001) == "ERROR RATE_LIMITED"
+    assert error_key(65000) == "ERROR 65000"  # one this client does not know
 
 
 def test_only_logins_begun_in_the_window_are_timed() -> None:
