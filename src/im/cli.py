@@ -22,6 +22,7 @@ from im.infrastructure.tokens import (
     DEFAULT_TTL,
     issue_token,
     load_or_create_secret,
+    read_secret,
 )
 
 __all__ = ["main", "resolve_secret"]
@@ -59,10 +60,14 @@ def _settings(args: argparse.Namespace, names: list[str]) -> Settings:
     return load_settings(flags, args.config)
 
 
-def resolve_secret(settings: Settings) -> bytes:
-    """The token secret: ``secret`` if set, else the secret file's."""
+def resolve_secret(settings: Settings, *, create: bool = True) -> bytes:
+    """The token secret: ``secret`` if set, else the secret file's,
+    made if missing unless ``create`` is false (then FileNotFoundError:
+    a client must sign with the server's secret, not a new one)."""
     if settings.secret:
         return bytes.fromhex(settings.secret)
+    if not create:
+        return read_secret(settings.secret_file)
     return load_or_create_secret(settings.secret_file)
 
 

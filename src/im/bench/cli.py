@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from im.config import load_settings
-from im.infrastructure.tokens import read_secret
 
 from .config import SCENARIOS, LoadConfig, LoadConfigError
 
@@ -84,15 +83,15 @@ def _secret(args: argparse.Namespace) -> bytes:
     with what the server checks them against, and a new random secret
     (``netim serve`` makes one when its file is missing) would only get
     every login refused."""
+    from im.cli import resolve_secret
+
     settings = load_settings(
         {"secret": args.secret, "secret_file": args.secret_file},
         args.config,
     )
-    if settings.secret:
-        return bytes.fromhex(settings.secret)
     path = settings.secret_file
     try:
-        return read_secret(path)
+        return resolve_secret(settings, create=False)
     except FileNotFoundError:
         raise LoadConfigError(
             f"no secret: {path} does not exist (run from the directory"

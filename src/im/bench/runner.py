@@ -488,19 +488,16 @@ def _bottleneck(result: LoadResult) -> str:
         # for, or in a closed loop the messages each sender may keep in
         # flight; unless the server refused a share of them.
         if limited:
-            return (
-                f"neither was saturated (server {server:.0f} %, load "
-                f"{load_share:.0f} % of its CPU): {raise_it}"
-            )
-        if result.scenario in ("login", "idle"):
-            limit = "the login rate asked for"
+            pace = raise_it
+        elif result.scenario in ("login", "idle"):
+            pace = "the login rate asked for was the limit"
         elif result.config.get("rate", 0) > 0:
-            limit = "the offered rate"
+            pace = "the offered rate was the limit"
         else:
-            limit = "the window (messages in flight per sender)"
+            pace = "the window (messages in flight per sender) was the limit"
         return (
             f"neither was saturated (server {server:.0f} %, load "
-            f"{load_share:.0f} % of its CPU): {limit} was the limit"
+            f"{load_share:.0f} % of its CPU): {pace}"
         )
     return f"{verdict}; and {raise_it}" if limited else verdict
 
