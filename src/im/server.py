@@ -275,6 +275,9 @@ class ImServer:
         finally:
             self.stores.close()
             self.loop.close()
+        # The operator's sign that the stop is complete: the store is
+        # closed and nothing more will be written.
+        log.info("netim stopped")
 
     def stop(self) -> None:
         """Begin the shutdown; the loop stops when it is done."""

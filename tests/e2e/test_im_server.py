@@ -331,6 +331,7 @@ def test_a_stopped_server_keeps_every_message_for_the_next_start(start):
     alice = server.login("alice")
     acks = send_all(alice, "bob", [f"before the stop {n}" for n in range(50)])
     assert server.stop() == 0
+    assert "netim stopped" in server.log()
     with pytest.raises(ConnectionLost):
         alice.next_push(timeout=DEADLINE)
     server.start()

@@ -288,7 +288,10 @@ class ChatApp:
             error = event.error
             self.out(f"! server: {event.code_name}: {clean(error.text)}")
         elif isinstance(event, Disconnected):
-            if not self.quitting:
+            # Before the login is through, ``run`` reports the failure
+            # from the login's own error; saying it here too would print
+            # a refused login twice.
+            if not self.quitting and self.me:
                 self.out(format_error(event.error))
                 self.exit_code = _FAILED
             self._end()

@@ -22,6 +22,8 @@ from im.client.chat import (
     resolve_token,
     run,
 )
+from im.client.errors import ConnectionLost
+from im.client.events import Disconnected
 from im.infrastructure.tokens import verify_token
 from im.protocol import SendToUser
 
@@ -183,6 +185,17 @@ def test_losing_the_connection_ends_the_chat(chat, server):
     screen.wait_for("! disconnected: the server closed the connection")
     assert alice.exit_code == 1
     assert not alice.handle_line("/msg bob anyone?")
+
+
+def test_a_close_before_the_login_is_through_is_left_to_run_to_report():
+    # A refused login closes the connection too; ``run`` prints the
+    # refusal, so the Disconnected that follows must not print again.
+    screen = Screen()
+    app = ChatApp(screen, tz=UTC)
+    lost = ConnectionLost("the server closed the connection")
+    app.on_event(Disconnected(error=lost))
+    assert app.ended.is_set()
+    assert screen.lines == []
 
 
 def test_quit_ends_quietly(chat):
