@@ -116,6 +116,7 @@ class ChannelOptions:
     __slots__ = (
         "allow_half_closure",
         "auto_read",
+        "backlog_read_size",
         "max_read_size",
         "max_reads_per_event",
         "tcp_nodelay",
@@ -131,6 +132,7 @@ class ChannelOptions:
         water_mark: WriteBufferWaterMark = DEFAULT_WATER_MARK,
         max_read_size: int = 65536,
         max_reads_per_event: int = MAX_READS_PER_EVENT,
+        backlog_read_size: int | None = None,
     ) -> None:
         if not MIN_READ_SIZE <= max_read_size <= RECEIVE_BUFFER_SIZE:
             raise ValueError(
@@ -151,6 +153,21 @@ class ChannelOptions:
         # connection go to the pipeline per loop turn: what bounds the
         # work one busy peer can put between another peer's turns.
         self.max_reads_per_event = max_reads_per_event
+        if backlog_read_size is not None and not (
+            MIN_READ_SIZE <= backlog_read_size <= max_read_size
+        ):
+            raise ValueError(
+                f"backlog_read_size must be in {MIN_READ_SIZE}.."
+                f"{max_read_size} (max_read_size), got {backlog_read_size}"
+            )
+        # A peer that had its whole allowance waiting in a turn sends
+        # faster than it is served. Until its backlog is gone, its reads
+        # are cut to this size (None: never), so that under overload the
+        # senders with a queue get a smaller share of each turn and a
+        # peer with one message waits for less of their work. A peer
+        # that keeps up (a read that does not fill the allowance) is
+        # never cut. Measured: docs/perf/012-backlogged-senders.md.
+        self.backlog_read_size = backlog_read_size
 
 
 DEFAULT_OPTIONS: Final = ChannelOptions()
@@ -342,6 +359,7 @@ class SocketChannel(Channel):
     """A TCP connection on an epoll loop."""
 
     __slots__ = (
+        "_backlogged",
         "_events",
         "_fd",
         "_input_shutdown",
@@ -375,6 +393,8 @@ class SocketChannel(Channel):
         self._options = options
         self._auto_read = options.auto_read
         self._read_size: AdaptiveReadSize | None = None
+        # Its last turn filled the allowance (see backlog_read_size).
+        self._backlogged = False
         self._events = 0  # epoll interest currently registered
         self._reading = False
         self._read_once = False
@@ -570,7 +590,11 @@ class SocketChannel(Channel):
                 initial=min(INITIAL_READ_SIZE, maximum),
                 maximum=maximum,
             )
-        size = sizer.guess
+        size = guess = sizer.guess
+        if self._backlogged:
+            cut = self._options.backlog_read_size
+            if cut is not None and cut < size:
+                size = cut
         total = 0
         end_of_input = False
         failure = None
@@ -595,7 +619,9 @@ class SocketChannel(Channel):
                 break  # the socket is (probably) drained, or we paused
         if total:
             self.last_read_time = loop.now
-            sizer.record(total)
+            self._note_backlog(size, total)
+            if size == guess:
+                sizer.record(total)  # a cut read says nothing of the guess
             head.fire_channel_read_complete()
         if not self._auto_read and not self._read_once:
             self._stop_reading()
@@ -609,6 +635,22 @@ class SocketChannel(Channel):
             failure = None
         elif end_of_input:
             self._input_ended()
+
+    def _note_backlog(self, size: int, total: int) -> None:
+        options = self._options
+        cut = options.backlog_read_size
+        if cut is None:
+            return
+        reads = options.max_reads_per_event
+        if self._backlogged:
+            # Cut reads that still come back full: the queue is still
+            # there. One that comes in short: it has caught up.
+            self._backlogged = total >= size * reads
+        else:
+            # Only a full allowance of the largest size counts: a peer
+            # with a few messages in flight (a closed loop's window)
+            # never has that much waiting, however busy the server is.
+            self._backlogged = total >= options.max_read_size * reads
 
     def _input_ended(self) -> None:
         if self._outbound is None:

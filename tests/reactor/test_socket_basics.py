@@ -479,6 +479,59 @@ def test_one_turn_reads_at_most_the_configured_reads_of_a_peer(
         ChannelOptions(max_reads_per_event=0)
 
 
+def turn_sizes(drive, record, until: int) -> list[int]:
+    """Bytes the pipeline got in each turn until ``until`` in all."""
+    sizes = []
+    while len(record.received) < until:
+        before = len(record.received)
+        drive.turn()
+        sizes.append(len(record.received) - before)
+    return [size for size in sizes if size]
+
+
+def test_a_backlogged_peer_is_read_in_smaller_pieces_until_it_catches_up(
+    drive, recorder
+):
+    options = ChannelOptions(
+        max_read_size=1024, max_reads_per_event=1, backlog_read_size=256
+    )
+    channel, peer = drive.pair(recorder, options=options)
+    record = drive.handler(channel, recorder)
+    # Far more than a turn's allowance, and not a multiple of the cut
+    # size, so that the last read of the backlog comes in short.
+    backlog = 64 * 1024 + 100
+    peer.sock.sendall(b"x" * backlog)
+    sizes = turn_sizes(drive, record, backlog)
+    # The first turn takes the whole allowance, which shows the backlog;
+    # every later one at most the cut size.
+    assert sizes[0] == 1024
+    assert max(sizes[1:]) == 256
+    assert sizes[-1] == 100
+    # The short read showed it caught up: the next burst is read whole.
+    peer.sock.sendall(b"y" * 1000)
+    assert turn_sizes(drive, record, backlog + 1000) == [1000]
+
+
+def test_a_peer_that_keeps_up_is_never_cut(drive, recorder):
+    # Under the allowance every turn, like a client with a window of a
+    # few messages: nothing marks it as backlogged.
+    options = ChannelOptions(
+        max_read_size=1024, max_reads_per_event=1, backlog_read_size=256
+    )
+    channel, peer = drive.pair(recorder, options=options)
+    record = drive.handler(channel, recorder)
+    for n in range(1, 6):
+        peer.sock.sendall(b"z" * 1000)
+        assert turn_sizes(drive, record, n * 1000) == [1000]
+
+
+def test_the_cut_size_is_a_read_size_no_larger_than_the_maximum():
+    with pytest.raises(ValueError, match="backlog_read_size"):
+        ChannelOptions(max_read_size=1024, backlog_read_size=2048)
+    with pytest.raises(ValueError, match="backlog_read_size"):
+        ChannelOptions(backlog_read_size=16)
+
+
 def test_a_closed_channels_handlers_are_freed_without_the_collector(drive):
     # The server runs with full garbage collections far apart (they are
     # pauses); a closed connection's handlers, and what they hold, must
