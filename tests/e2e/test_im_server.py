@@ -13,6 +13,7 @@ fast); the crash test keeps the default, FULL.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -146,13 +147,16 @@ def test_fifty_members_sending_at_once_all_see_one_order(server):
     assert len(acks) == len(members)
     orders = []
     for client, user in zip(clients, members, strict=True):
-        received = pushes(client, total - per_member)
+        # The group's first message (the server's "created"), then the
+        # others' messages.
+        received = pushes(client, 1 + total - per_member)
+        assert received[0].content_type == ContentType.GROUP_EVENT
         # Each device gets its conversation in seq order...
         assert seqs(received) == sorted(seqs(received))
-        # ...and with its own sends, the whole of it: 1..total, no gap.
+        # ...and with its own sends, the whole of it: 1..total + 1, no gap.
         view = {m.seq: m.message_id for m in received}
         view.update({a.seq: a.message_id for a in acks[user]})
-        assert sorted(view) == list(range(1, total + 1))
+        assert sorted(view) == list(range(1, total + 2))
         orders.append(view)
         assert nothing_more(client) == []
     assert all(order == orders[0] for order in orders)
@@ -265,8 +269,29 @@ def test_groups_take_members_and_only_members_may_send(server):
     assert carol.next_push(timeout=DEADLINE).content == b"welcome"
     carol.leave_group(group.group_id)
     alice.send_to_group(group.group_id, "carol has gone")
-    assert bob.next_push(timeout=DEADLINE).seq == 2
+    # Seq 1 is the group's "created"; those who joined later start after.
+    assert bob.next_push(timeout=DEADLINE).seq == 3
     assert nothing_more(carol) == []
+
+
+def test_members_added_at_creation_hear_of_the_group_online_or_not(server):
+    alice = server.login("alice")
+    bob = server.login("bob")  # online; carol is not
+    group = alice.create_group("team", ["bob", "carol"])
+    created = bob.next_push(timeout=DEADLINE)
+    assert created.content_type == ContentType.GROUP_EVENT
+    assert (created.to, created.from_user) == (group.group_id, "alice")
+    assert json.loads(created.content) == {
+        "event": "created",
+        "name": "team",
+        "members": ["alice", "bob", "carol"],
+    }
+    # The creating device has it too, after its GROUP_CREATED.
+    assert alice.next_push(timeout=DEADLINE) == created
+    carol = server.connect()
+    carol.login(server.token("carol"), "phone")
+    assert carol.wait_backlog(timeout=DEADLINE) == 1
+    assert carol.drain_pushes() == [created]
 
 
 # -- crashes and restarts -----------------------------------------------------

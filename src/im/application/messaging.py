@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from im.domain import (
+    FIRST_SERVER_CONTENT_TYPE,
     Appended,
     BacklogStart,
     Clock,
+    ContentType,
     ConversationId,
     DeviceAddress,
     Group,
@@ -125,6 +129,31 @@ class SendMessage:
 
         return self._groups.get(group_id).chain(store)
 
+    def group_created(
+        self, creator: DeviceAddress, group: Group
+    ) -> Pending[SendOutcome]:
+        """Tell the members of a new group, in its conversation.
+
+        The first message of the group, in the creator's name: members
+        who are online get it pushed, the others at their next login, as
+        any message. Every device of every member gets it, the creator's
+        own included, so that its seq 1 is not a hole in anyone's log.
+        """
+        draft = self._draft(
+            creator,
+            # Not a client's id: random, so that no client can take it.
+            f"group-event-{uuid.uuid4().hex}",
+            group.conversation_id,
+            group.group_id,
+            ContentType.GROUP_EVENT,
+            group_created_event(group),
+            checked=False,
+        )
+        members = tuple(group.members)
+        return self._messages.append(draft).then(
+            lambda appended: _outcome(appended, members)
+        )
+
     def _draft(
         self,
         sender: DeviceAddress,
@@ -133,7 +162,14 @@ class SendMessage:
         to: str,
         content_type: int,
         body: bytes,
+        *,
+        checked: bool = True,
     ) -> MessageDraft:
+        if checked and content_type >= FIRST_SERVER_CONTENT_TYPE:
+            raise InvalidArgument(
+                f"content type {content_type:#x} is written by the server "
+                f"only (from {FIRST_SERVER_CONTENT_TYPE:#x} up)"
+            )
         return MessageDraft(
             message_id=self._ids.next_message_id(),
             client_message_id=client_message_id,
@@ -144,6 +180,26 @@ class SendMessage:
             body=body,
             timestamp_ms=self._clock.now_ms(),
         )
+
+
+# Members named in a "created" event; the rest are counted. All 2,000
+# a group may have, at 64 characters each, would not fit in a message.
+EVENT_MEMBERS_NAMED = 100
+
+
+def group_created_event(group: Group) -> bytes:
+    """The content of a group's GROUP_EVENT "created": its name and its
+    members, the creator first, so that a member who was added learns
+    both from the message alone."""
+    members = list(group.members)
+    event: dict[str, object] = {
+        "event": "created",
+        "name": group.name,
+        "members": members[:EVENT_MEMBERS_NAMED],
+    }
+    if len(members) > EVENT_MEMBERS_NAMED:
+        event["more"] = len(members) - EVENT_MEMBERS_NAMED
+    return json.dumps(event, ensure_ascii=False).encode()
 
 
 def _outcome(appended: Appended, users: tuple[UserId, ...]) -> SendOutcome:

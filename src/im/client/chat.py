@@ -52,6 +52,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 
 from im.protocol import (
     ChatType,
+    ContentType,
     EncodeError,
     LoginOk,
     Message,
@@ -78,6 +79,7 @@ from .chat_text import (
     format_error,
     format_line,
     format_message,
+    group_created,
     parse_command,
 )
 from .errors import ClientError, ConnectionLost, LoginFailedError
@@ -197,6 +199,10 @@ class ConversationBook:
 
     def note_message(self, message: Message, me: str) -> Target:
         """Remember ``message``'s conversation; where a reply goes."""
+        created = group_created(message)
+        if created is not None:
+            # A group someone added us to: its name comes with it.
+            self.note_group(message.to, created[0], message.conversation_id)
         if message.chat_type == ChatType.GROUP:
             target = Target(ChatType.GROUP, message.to)
         else:
@@ -298,6 +304,12 @@ class ChatApp:
 
     def show(self, message: Message) -> None:
         target = self.book.note_message(message, self.me)
+        if (
+            message.content_type == ContentType.GROUP_EVENT
+            and message.from_user == self.me
+            and message.from_device == self.device
+        ):
+            return  # this chat's own /group create: it said so already
         if self.current is None:
             # Nothing chosen yet: plain text answers what just came in.
             self.current = target

@@ -25,11 +25,12 @@ is not), are shown escaped, never written raw.
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Final
+from typing import Any, Final
 
 from im.protocol import ChatType, ContentType, Message
 
@@ -284,12 +285,47 @@ def clean(text: str) -> str:
     return "".join(out)
 
 
+def group_created(message: Message) -> tuple[str, list[str], int] | None:
+    """(name, members named, how many more) when ``message`` is a
+    group's GROUP_EVENT "created"; None for anything else, or for
+    content this client cannot read (a newer server's event, say)."""
+    if message.content_type != ContentType.GROUP_EVENT:
+        return None
+    return _created(message.content)
+
+
+def _created(content: bytes) -> tuple[str, list[str], int] | None:
+    try:
+        event: Any = json.loads(content)
+    except ValueError:
+        return None
+    if not isinstance(event, dict) or event.get("event") != "created":
+        return None
+    name, members = event.get("name"), event.get("members")
+    more = event.get("more", 0)
+    if (
+        not isinstance(name, str)
+        or not isinstance(members, list)
+        or not isinstance(more, int)
+    ):
+        return None
+    return name, [str(member) for member in members], more
+
+
 def describe_content(content_type: int, content: bytes) -> str:
     """What to show for a message's content."""
     if content_type == ContentType.TEXT:
         return clean(content.decode("utf-8", "replace"))
     if content_type == ContentType.BINARY:
         return f"<binary, {len(content)} bytes>"
+    if content_type == ContentType.GROUP_EVENT:
+        created = _created(content)
+        if created is not None:
+            _, named, more = created
+            members = ", ".join(clean(member) for member in named)
+            if more:
+                members += f" and {more:,} more"
+            return f"* created the group, with {members}"
     return f"<content type {content_type}, {len(content)} bytes>"
 
 

@@ -24,7 +24,14 @@ from .ids import (
     GroupId,
     UserId,
 )
-from .message import ContentType, Message, MessageDraft, ServerAck, Timeline
+from .message import (
+    FIRST_SERVER_CONTENT_TYPE,
+    ContentType,
+    Message,
+    MessageDraft,
+    ServerAck,
+    Timeline,
+)
 from .pending import Pending, PendingStateError
 from .ports import (
     Appended,
@@ -37,6 +44,7 @@ from .ports import (
 )
 
 __all__ = [
+    "FIRST_SERVER_CONTENT_TYPE",
     "MAX_GROUP_MEMBERS",
     "Appended",
     "BacklogStart",

@@ -29,10 +29,19 @@ from .ids import ChatType, ConversationId, DeviceAddress, UserId
 
 
 class ContentType(enum.IntEnum):
-    """The content types of protocol v1. Others pass through unchecked."""
+    """The content types of protocol v1. Others pass through unchecked,
+    except those from ``FIRST_SERVER_CONTENT_TYPE`` up: only the server
+    writes those, so a client cannot pass its own words off as the
+    server's."""
 
     TEXT = 1
     BINARY = 2
+    #: A change to a group, told in its conversation (JSON, see
+    #: ``im.application.messaging.group_created_event``).
+    GROUP_EVENT = 0xFF01
+
+
+FIRST_SERVER_CONTENT_TYPE = 0xFF00
 
 
 @dataclass(frozen=True, slots=True)

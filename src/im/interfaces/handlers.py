@@ -33,6 +33,7 @@ from im.domain import (
     DeviceAddress,
     DeviceId,
     DomainError,
+    Group,
     GroupId,
     Pending,
     UserId,
@@ -658,6 +659,33 @@ class Router(ChannelInboundHandler):
                 header,
             ),
         )
+        # After the reply (callbacks run in the order added): the group
+        # exists for the creator before its first message arrives.
+        result.add_done_callback(self._tell_members)
+
+    def _tell_members(self, created: Pending[Group]) -> None:
+        """A new group's first message, GROUP_EVENT "created", to every
+        member's devices: without it, a member added by the creator
+        would not hear of the group until someone wrote to it."""
+        if created.exception() is not None:
+            return  # refused: the creator has the ERROR, no one else cares
+        services = self.services
+        told = services.send.group_created(
+            self.session.address, created.result()
+        )
+
+        def stored(pending: Pending[SendOutcome]) -> None:
+            error = pending.exception()
+            if error is not None:
+                # The group stands; only its announcement is missing.
+                log.warning("a new group's event was not stored: %r", error)
+                return
+            outcome = pending.result()
+            services.fan_out(
+                outcome.message, outcome.recipients, sending_device_too=True
+            )
+
+        told.add_done_callback(stored)
 
     def _join_group(self, header: Header, packet: JoinGroup) -> None:
         result = self.services.groups.join(

@@ -46,9 +46,16 @@ class Services:
     # Counters for the statistics line and the tests.
     pushes: int = field(default=0)
 
-    def fan_out(self, message: Message, users: Iterable[UserId]) -> None:
+    def fan_out(
+        self,
+        message: Message,
+        users: Iterable[UserId],
+        *,
+        sending_device_too: bool = False,
+    ) -> None:
         """Push a stored message to every device of ``users`` online
-        here, except the one that sent it.
+        here, except the one that sent it (it has its SERVER_ACK) unless
+        ``sending_device_too`` (a message the server wrote in its name).
 
         Encoded once (per serializer in use), whatever the number of
         recipients. An offline device needs nothing now: the message is
@@ -57,12 +64,13 @@ class Services:
         encoder = PushEncoder(message, self.framing.frame)
         sessions_of = self.registry.sessions_of
         sender = message.sender
-        sender_user, sender_device = sender.user, sender.device
+        sender_user = sender.user
+        skipped = None if sending_device_too else sender.device
         pushed = 0
         for user in users:
             own = user == sender_user
             for session in sessions_of(user):
-                if own and session.address.device == sender_device:
+                if own and session.address.device == skipped:
                     continue  # the sending device has its ack
                 session.delivery.push(encoder)
                 pushed += 1

@@ -132,6 +132,10 @@ class ContentType(enum.IntEnum):
     TEXT = 1
     #: Opaque bytes for the application (a file reference, a card...).
     BINARY = 2
+    #: Written by the server only, into a group's conversation: the
+    #: group was created (JSON: ``{"event": "created", "name": ...,
+    #: "members": [...]}``, sent in the creator's name).
+    GROUP_EVENT = 0xFF01
 
 
 class ChatType(enum.IntEnum):

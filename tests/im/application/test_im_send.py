@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from im_app_fakes import App, DeferredMessageStore, dev, value
 
+from im.application.messaging import EVENT_MEMBERS_NAMED
 from im.domain import (
+    MAX_GROUP_MEMBERS,
+    ContentType,
     ConversationId,
     GroupId,
     InvalidArgument,
@@ -127,3 +132,46 @@ def test_bodies_are_kept_byte_for_byte(body: bytes) -> None:
     outcome = value(app.send.to_user(dev("alice"), "c", BOB, 2, body))
     page = value(app.history(BOB, outcome.ack.conversation_id))
     assert page.messages[0].body == body
+
+
+# -- what the server writes itself -------------------------------------------
+
+
+def test_a_new_group_is_told_in_its_conversation_to_all_its_members() -> None:
+    app = App()
+    group = value(app.manage.create(ALICE, "team", (BOB, CAROL)))
+    told = value(app.send.group_created(dev("alice"), group))
+    assert told.message.seq == 1
+    assert told.message.conversation_id == group.conversation_id
+    assert told.message.content_type == ContentType.GROUP_EVENT
+    assert json.loads(told.message.body) == {
+        "event": "created",
+        "name": "team",
+        "members": ["alice", "bob", "carol"],
+    }
+    assert told.recipients == (ALICE, BOB, CAROL)
+    assert not told.duplicate
+
+
+def test_the_event_of_the_largest_group_fits_in_one_message() -> None:
+    app = App()
+    ids = [UserId(f"{n:064}") for n in range(MAX_GROUP_MEMBERS - 1)]
+    group = value(app.manage.create(ALICE, "x" * 1024, tuple(ids)))
+    body = value(app.send.group_created(dev("alice"), group)).message.body
+    event = json.loads(body)
+    assert len(event["members"]) == EVENT_MEMBERS_NAMED
+    assert event["more"] == MAX_GROUP_MEMBERS - EVENT_MEMBERS_NAMED
+    assert len(body) <= 64 * 1024  # the protocol's MAX_CONTENT_SIZE
+
+
+@pytest.mark.parametrize("content_type", [0xFF00, ContentType.GROUP_EVENT])
+def test_a_client_may_not_write_a_server_content_type(content_type) -> None:
+    app = App()
+    group = value(app.manage.create(ALICE, "team"))
+    for sent in (
+        app.send.to_user(dev("alice"), "c1", BOB, content_type, b"{}"),
+        app.send.to_group(
+            dev("alice"), "c2", group.group_id, content_type, b"{}"
+        ),
+    ):
+        assert isinstance(sent.exception(), InvalidArgument)

@@ -17,6 +17,7 @@ replace the answer to any packet type (``on``), act on its own
 from __future__ import annotations
 
 import itertools
+import json
 import select
 import socket
 import threading
@@ -27,6 +28,7 @@ from typing import Any
 from im.protocol import (
     MSGPACK,
     ChatType,
+    ContentType,
     CreateGroup,
     DeliveryAck,
     Direction,
@@ -495,9 +497,19 @@ class FakeServer:
             return
         group_id = f"grp{next(self._ids)}"
         self.group_names[group_id] = packet.name
-        self.members["g:" + group_id] = {peer.user, *packet.members}
+        members = [peer.user, *(m for m in packet.members if m != peer.user)]
+        self.members["g:" + group_id] = set(members)
         created = GroupCreated(group_id, "g:" + group_id, packet.name)
         self.reply(peer, header, created)
+        # As the real server: the group's first message tells everyone.
+        assert peer.device is not None
+        event = {"event": "created", "name": packet.name, "members": members}
+        told = self._store(
+            "g:" + group_id, ChatType.GROUP, peer.user, peer.device,
+            group_id, ContentType.GROUP_EVENT, json.dumps(event).encode(),
+        )  # fmt: skip
+        for member in members:
+            self._push(told, member, None)
 
     def _group(self, peer: Peer, header: Header, group_id: str) -> set[str]:
         members = self.members.get("g:" + group_id)

@@ -20,6 +20,7 @@ from im.client import (
 )
 from im.protocol import (
     JSON,
+    ContentType,
     DeliveryAck,
     ErrorCode,
     Kicked,
@@ -153,6 +154,8 @@ def test_groups_from_creation_to_leaving(connect):
     assert alice.members(group) == ("alice", "bob")
     ack = alice.send_to_group(group, "hi team")
     assert ack.conversation_id == created.conversation_id
+    told = bob.next_push(timeout=DEADLINE)  # the group's "created"
+    assert (told.to, told.content_type) == (group, ContentType.GROUP_EVENT)
     pushed = bob.next_push(timeout=DEADLINE)
     assert (pushed.to, pushed.content) == (group, b"hi team")
 

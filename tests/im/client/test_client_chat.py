@@ -143,16 +143,22 @@ def test_plain_text_needs_a_conversation_first(chat):
 
 def test_groups_by_name(chat):
     alice, alice_screen = chat("alice")
-    _, bob_screen = chat("bob")
+    bob, bob_screen = chat("bob")
     alice.handle_line("/group create team bob")
     alice_screen.wait_for("* created #team")
+    # Bob was added: the group's first message tells him, with its name.
+    line = bob_screen.wait_for("created the group")
+    assert line.endswith("-> #team: * created the group, with alice, bob")
+    assert bob.prompt() == "#team> "  # plain text now answers the group
     alice.handle_line("/g team hi team")
     alice_screen.wait_for("alice -> #team: hi team")
     assert alice.prompt() == "#team> "
     line = bob_screen.wait_for("hi team")
-    assert "alice -> #grp" in line  # bob knows the id, not the name
+    assert "alice -> #team: hi team" in line
     alice.handle_line("/members team")
     alice_screen.wait_for("* #team: alice, bob")
+    # The creating chat said "created" itself; the event is not news there.
+    assert "created the group" not in alice_screen.text()
 
 
 def test_history_of_a_conversation_seen_in_the_session(chat):

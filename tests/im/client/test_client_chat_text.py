@@ -27,6 +27,7 @@ from im.client.chat_text import (
     format_error,
     format_line,
     format_message,
+    group_created,
     parse_command,
 )
 from im.protocol import ChatType, ContentType, ErrorCode, Message
@@ -129,6 +130,42 @@ def test_content_other_than_text_is_described_not_dumped():
     assert describe_content(77, b"abc") == "<content type 77, 3 bytes>"
     # Invalid UTF-8 cannot arrive as TEXT, but show it safely anyway.
     assert describe_content(ContentType.TEXT, b"a\xffb") == "a\ufffdb"
+
+
+def test_a_group_created_event_reads_as_a_sentence_with_its_members():
+    content = b'{"event": "created", "name": "tea", "members": ["al", "bo"]}'
+    event = message(
+        chat_type=ChatType.GROUP, to="grp7",
+        content_type=ContentType.GROUP_EVENT, content=content,
+    )  # fmt: skip
+    assert group_created(event) == ("tea", ["al", "bo"], 0)
+    assert describe_content(ContentType.GROUP_EVENT, content) == (
+        "* created the group, with al, bo"
+    )
+    big = b'{"event": "created", "name": "x", "members": ["al"], "more": 1999}'
+    assert describe_content(ContentType.GROUP_EVENT, big) == (
+        "* created the group, with al and 1,999 more"
+    )
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"event": "renamed", "name": "x"}',  # a newer server's event
+        b'{"event": "created", "name": 7, "members": []}',
+        b'{"event": "created", "name": "x", "members": "al"}',
+    ],
+)
+def test_a_group_event_this_client_cannot_read_is_described_not_guessed(
+    content,
+):
+    event = message(content_type=ContentType.GROUP_EVENT, content=content)
+    assert group_created(event) is None
+    assert describe_content(ContentType.GROUP_EVENT, content) == (
+        f"<content type {int(ContentType.GROUP_EVENT)}, {len(content)} bytes>"
+    )
 
 
 def test_terminal_escapes_and_bidi_controls_are_shown_not_obeyed():

@@ -3,6 +3,7 @@ messages, groups. No sockets; the clock moves when the test says."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -19,6 +20,7 @@ from im.interfaces.handlers import Router
 from im.interfaces.limits import RateLimiter, RatePolicy
 from im.protocol import (
     MAGIC,
+    ContentType,
     CreateGroup,
     DeliveryAck,
     Error,
@@ -347,8 +349,9 @@ def test_group_life_and_one_encoding_for_all_members() -> None:
     bob = logged_in(services, "bob")
     carol = logged_in(services, "carol")
     alice.send(CreateGroup("tea", ("bob",)))
-    [created] = alice.packets()
+    [created, _told] = alice.packets()
     assert isinstance(created, GroupCreated) and created.name == "tea"
+    [_told] = bob.packets()
     carol.send(JoinGroup(created.group_id))
     [joined] = carol.packets()
     assert joined == GroupJoined(created.group_id, created.conversation_id)
@@ -366,11 +369,46 @@ def test_group_life_and_one_encoding_for_all_members() -> None:
     assert to_alice is to_carol, "one encoded push, shared"
 
 
+def test_a_new_group_is_told_to_every_device_of_its_members() -> None:
+    services = make_services()
+    alice = logged_in(services, "alice")
+    alice_laptop = logged_in(services, "alice", "laptop")
+    bob = logged_in(services, "bob")
+    carol = logged_in(services, "carol")  # not a member
+    alice.send(CreateGroup("tea", ("bob",)))
+    created, told = alice.packets()
+    # The reply first, then the group's first message, to the creating
+    # device too: seq 1 must not be a hole in its log.
+    assert isinstance(created, GroupCreated)
+    for device in (alice_laptop, bob):
+        assert device.packets() == [told]
+    assert isinstance(told, Push)
+    event = told.message
+    assert (event.conversation_id, event.seq) == (created.conversation_id, 1)
+    assert (event.from_user, event.to) == ("alice", created.group_id)
+    assert event.content_type == ContentType.GROUP_EVENT
+    assert json.loads(event.content) == {
+        "event": "created",
+        "name": "tea",
+        "members": ["alice", "bob"],
+    }
+    assert carol.packets() == []
+
+
+def test_a_client_may_not_send_what_only_the_server_writes() -> None:
+    services = make_services()
+    alice = logged_in(services, "alice")
+    alice.send(SendToUser("c1", "bob", ContentType.GROUP_EVENT, b"{}"))
+    [error] = alice.packets()
+    assert error.code == ErrorCode.INVALID_ARGUMENT
+    assert "written by the server" in error.text
+
+
 def test_only_members_may_send_to_a_group() -> None:
     services = make_services()
     alice = logged_in(services, "alice")
     alice.send(CreateGroup("tea", ()))
-    [created] = alice.packets()
+    [created, _told] = alice.packets()
     eve = logged_in(services, "eve")
     eve.send(SendToGroup("x", created.group_id, 1, b"hi"))
     [error] = eve.packets()
@@ -383,7 +421,7 @@ def test_a_reply_uses_the_serializer_of_its_request() -> None:
     alice = logged_in(services, "alice")  # logged in with msgpack
     alice.send(encode(CreateGroup("team", ()), 8, Serializer.JSON))
     alice.send(encode(JoinGroup("no-such-group"), 9, Serializer.JSON))
-    replies = alice.received()
+    replies = [(h, p) for h, p in alice.received() if not isinstance(p, Push)]
     assert [h.serializer for h, _ in replies] == [Serializer.JSON] * 2
     assert [type(p) for _, p in replies] == [GroupCreated, Error]
 
