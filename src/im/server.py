@@ -95,6 +95,9 @@ class Stores:
     busy: Callable[[], bool]
     close: Callable[[], None]
     description: str
+    # What the store did, for the operator's last log line ("" if nothing
+    # worth saying).
+    report: Callable[[], str] = lambda: ""
 
 
 def open_stores(settings: Settings, submit: Callable[..., Any]) -> Stores:
@@ -129,6 +132,7 @@ def open_stores(settings: Settings, submit: Callable[..., Any]) -> Stores:
             f"SQLite {settings.database} (durable, "
             f"synchronous={settings.sqlite_synchronous})"
         ),
+        report=lambda: f"; the store made {store.statistics()}",
     )
 
 
@@ -283,7 +287,7 @@ class ImServer:
             self.loop.close()
         # The operator's sign that the stop is complete: the store is
         # closed and nothing more will be written.
-        log.info("netim stopped")
+        log.info("netim stopped%s", self.stores.report())
 
     def stop(self) -> None:
         """Begin the shutdown; the loop stops when it is done."""

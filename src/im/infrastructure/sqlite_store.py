@@ -211,6 +211,16 @@ class StoreStatistics:
     # Transactions the database refused; all their operations failed.
     failed_batches: int = 0
 
+    def __str__(self) -> str:
+        average = self.operations / self.batches if self.batches else 0.0
+        failed = (
+            f", {self.failed_batches:,} refused" if self.failed_batches else ""
+        )
+        return (
+            f"{self.batches:,} commits of {self.operations:,} operations "
+            f"(average {average:.1f}, largest {self.largest_batch:,}){failed}"
+        )
+
 
 def migrate(
     connection: sqlite3.Connection,
