@@ -76,7 +76,7 @@ log = logging.getLogger("im.server")
 
 # See ImServer.listen.
 READ_SIZE_PER_TURN = 2048
-BACKLOGGED_READ_SIZE = 512
+QUEUED_READ_SIZE = 512
 
 # Sharable: it keeps no state per channel, so one serves them all.
 _PREPENDER = LengthFieldPrepender(4)
@@ -261,10 +261,11 @@ class ImServer:
             max_read_size=READ_SIZE_PER_TURN,
             max_reads_per_event=1,
             # A client that had all 2 KiB waiting sends faster than it is
-            # served: while that lasts it gets a quarter of that (about
-            # four messages) per turn. Turns get shorter under a flood,
-            # and a client with one message waits for less of it.
-            backlog_read_size=BACKLOGGED_READ_SIZE,
+            # served: while a crowd of them do, each gets a quarter of
+            # that (about four messages) per turn. Turns get shorter
+            # under a flood, and a client with one message waits for
+            # less of it.
+            queued_read_size=QUEUED_READ_SIZE,
         )
         self.listener = (
             ServerBootstrap(self.loop)

@@ -86,12 +86,19 @@ WRITE_SPIN_COUNT: Final = 16
 # only makes the kernel walk buffers it will not take.
 MAX_BYTES_PER_GATHERING_WRITE: Final = 1024 * 1024
 
+# Peers with more queued than a turn's allowance that make a crowd (see
+# ChannelOptions.queued_read_size). Each such peer adds an allowance of
+# work to every turn; a handful add a few milliseconds, and one sending
+# a large message must not be slowed down for them.
+CROWD: Final = 8
+
 # Read sizes: Netty's defaults (64 bytes at least, 2 KiB to start: more
 # than one Ethernet frame); at most the loop's shared receive buffer.
 MIN_READ_SIZE: Final = 64
 INITIAL_READ_SIZE: Final = 2048
 
 _ids = itertools.count(1)
+
 
 # Channel states: open; closing (output dropped, events not yet fired);
 # closed (inactive and unregistered fired, close future done).
@@ -116,9 +123,9 @@ class ChannelOptions:
     __slots__ = (
         "allow_half_closure",
         "auto_read",
-        "backlog_read_size",
         "max_read_size",
         "max_reads_per_event",
+        "queued_read_size",
         "tcp_nodelay",
         "water_mark",
     )
@@ -132,7 +139,7 @@ class ChannelOptions:
         water_mark: WriteBufferWaterMark = DEFAULT_WATER_MARK,
         max_read_size: int = 65536,
         max_reads_per_event: int = MAX_READS_PER_EVENT,
-        backlog_read_size: int | None = None,
+        queued_read_size: int | None = None,
     ) -> None:
         if not MIN_READ_SIZE <= max_read_size <= RECEIVE_BUFFER_SIZE:
             raise ValueError(
@@ -153,21 +160,23 @@ class ChannelOptions:
         # connection go to the pipeline per loop turn: what bounds the
         # work one busy peer can put between another peer's turns.
         self.max_reads_per_event = max_reads_per_event
-        if backlog_read_size is not None and not (
-            MIN_READ_SIZE <= backlog_read_size <= max_read_size
+        if queued_read_size is not None and not (
+            MIN_READ_SIZE <= queued_read_size <= max_read_size
         ):
             raise ValueError(
-                f"backlog_read_size must be in {MIN_READ_SIZE}.."
-                f"{max_read_size} (max_read_size), got {backlog_read_size}"
+                f"queued_read_size must be in {MIN_READ_SIZE}.."
+                f"{max_read_size} (max_read_size), got {queued_read_size}"
             )
-        # A peer that had its whole allowance waiting in a turn sends
-        # faster than it is served. Until its backlog is gone, its reads
-        # are cut to this size (None: never), so that under overload the
-        # senders with a queue get a smaller share of each turn and a
-        # peer with one message waits for less of their work. A peer
-        # that keeps up (a read that does not fill the allowance) is
-        # never cut. Measured: docs/perf/012-backlogged-senders.md.
-        self.backlog_read_size = backlog_read_size
+        # A peer whose turn filled its whole allowance had at least that
+        # much queued in its socket: it sends faster than it is served.
+        # While CROWD or more peers are like that, its reads are cut to
+        # this size (None: never), so that the senders with a queue get
+        # a smaller share of each turn and a peer with one message waits
+        # for less of their work. The cut ends with the first read that
+        # comes back short: the peer caught up. One large message or a
+        # few busy peers are no crowd and are never cut; nor is a peer
+        # that keeps up. Measured: docs/perf/012-queued-senders.md.
+        self.queued_read_size = queued_read_size
 
 
 DEFAULT_OPTIONS: Final = ChannelOptions()
@@ -359,13 +368,13 @@ class SocketChannel(Channel):
     """A TCP connection on an epoll loop."""
 
     __slots__ = (
-        "_backlogged",
         "_events",
         "_fd",
         "_input_shutdown",
         "_lingering",
         "_options",
         "_parked",
+        "_queued",
         "_read_once",
         "_read_size",
         "_reading",
@@ -393,8 +402,9 @@ class SocketChannel(Channel):
         self._options = options
         self._auto_read = options.auto_read
         self._read_size: AdaptiveReadSize | None = None
-        # Its last turn filled the allowance (see backlog_read_size).
-        self._backlogged = False
+        # More was queued than its last read took (counted by the loop
+        # in queued_readers; see ChannelOptions.queued_read_size).
+        self._queued = False
         self._events = 0  # epoll interest currently registered
         self._reading = False
         self._read_once = False
@@ -430,6 +440,9 @@ class SocketChannel(Channel):
             return
         was_active = self._active
         self._active = False
+        if self._queued:
+            self._queued = False
+            self.loop.queued_readers -= 1
         # Output goes first, so that writes from now on fail at once.
         out, self._outbound = self._outbound, None
         loop = self.loop
@@ -591,8 +604,8 @@ class SocketChannel(Channel):
                 maximum=maximum,
             )
         size = guess = sizer.guess
-        if self._backlogged:
-            cut = self._options.backlog_read_size
+        if self._queued and loop.queued_readers >= CROWD:
+            cut = self._options.queued_read_size
             if cut is not None and cut < size:
                 size = cut
         total = 0
@@ -619,7 +632,11 @@ class SocketChannel(Channel):
                 break  # the socket is (probably) drained, or we paused
         if total:
             self.last_read_time = loop.now
-            self._note_backlog(size, total)
+            if (
+                self._options.queued_read_size is not None
+                and self._outbound is not None  # not closed by a handler
+            ):
+                self._note_queued(size < guess, size, total)
             if size == guess:
                 sizer.record(total)  # a cut read says nothing of the guess
             head.fire_channel_read_complete()
@@ -636,21 +653,22 @@ class SocketChannel(Channel):
         elif end_of_input:
             self._input_ended()
 
-    def _note_backlog(self, size: int, total: int) -> None:
+    def _note_queued(self, was_cut: bool, size: int, total: int) -> None:
         options = self._options
-        cut = options.backlog_read_size
-        if cut is None:
-            return
         reads = options.max_reads_per_event
-        if self._backlogged:
-            # Cut reads that still come back full: the queue is still
-            # there. One that comes in short: it has caught up.
-            self._backlogged = total >= size * reads
-        else:
-            # Only a full allowance of the largest size counts: a peer
-            # with a few messages in flight (a closed loop's window)
-            # never has that much waiting, however busy the server is.
-            self._backlogged = total >= options.max_read_size * reads
+        # A cut peer is still queued while its cut reads come back full;
+        # the first short one shows it caught up. An uncut one counts
+        # only with a full allowance of the largest size: a client with a
+        # few messages in flight (a closed loop's window) never has that
+        # much waiting. (A full read may have emptied the socket too; the
+        # peer then counts until its next read, which comes back short.
+        # Asking the kernel with FIONREAD would settle it at once, but
+        # measured no better, for an extra system call per full read.)
+        allowance = size if was_cut else options.max_read_size
+        queued = total >= allowance * reads
+        if queued != self._queued:
+            self._queued = queued
+            self.loop.queued_readers += 1 if queued else -1
 
     def _input_ended(self) -> None:
         if self._outbound is None:

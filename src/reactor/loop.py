@@ -197,6 +197,9 @@ class EventLoop(Scheduler):
         self._signals: _SignalHandler | None = None
         # Statistics, cheap to keep and useful in tests and benchmarks.
         self.poll_count = 0
+        # Channels with more queued in their socket than their last read
+        # took (SocketChannel._note_queued keeps the count).
+        self.queued_readers = 0
 
     # -- registration (used by channels) --------------------------------------
 

@@ -31,6 +31,7 @@ from reactor import (
     Future,
     InputShutdownEvent,
 )
+from reactor.channel import CROWD
 
 # Children import the reactor this test process imported.
 SRC = Path(reactor.__file__).resolve().parents[1]
@@ -479,57 +480,95 @@ def test_one_turn_reads_at_most_the_configured_reads_of_a_peer(
         ChannelOptions(max_reads_per_event=0)
 
 
-def turn_sizes(drive, record, until: int) -> list[int]:
-    """Bytes the pipeline got in each turn until ``until`` in all."""
-    sizes = []
-    while len(record.received) < until:
-        before = len(record.received)
+QUEUED = ChannelOptions(
+    max_read_size=1024, max_reads_per_event=1, queued_read_size=256
+)
+
+
+def crowd(drive, recorder, count: int) -> list[tuple[Any, Any]]:
+    """``count`` channels with the options above: (peer, record) each."""
+    pairs = []
+    for _ in range(count):
+        channel, peer = drive.pair(recorder, options=QUEUED)
+        pairs.append((peer, drive.handler(channel, recorder)))
+    return pairs
+
+
+def turn_sizes(drive, records, turns: int) -> list[list[int]]:
+    """Bytes each record got in each of ``turns`` loop turns."""
+    sizes: list[list[int]] = [[] for _ in records]
+    for _ in range(turns):
+        before = [len(record.received) for record in records]
         drive.turn()
-        sizes.append(len(record.received) - before)
-    return [size for size in sizes if size]
+        for mine, record, was in zip(sizes, records, before, strict=True):
+            mine.append(len(record.received) - was)
+    return sizes
 
 
-def test_a_backlogged_peer_is_read_in_smaller_pieces_until_it_catches_up(
-    drive, recorder
-):
-    options = ChannelOptions(
-        max_read_size=1024, max_reads_per_event=1, backlog_read_size=256
-    )
-    channel, peer = drive.pair(recorder, options=options)
-    record = drive.handler(channel, recorder)
-    # Far more than a turn's allowance, and not a multiple of the cut
-    # size, so that the last read of the backlog comes in short.
-    backlog = 64 * 1024 + 100
-    peer.sock.sendall(b"x" * backlog)
-    sizes = turn_sizes(drive, record, backlog)
-    # The first turn takes the whole allowance, which shows the backlog;
-    # every later one at most the cut size.
-    assert sizes[0] == 1024
-    assert max(sizes[1:]) == 256
-    assert sizes[-1] == 100
-    # The short read showed it caught up: the next burst is read whole.
-    peer.sock.sendall(b"y" * 1000)
-    assert turn_sizes(drive, record, backlog + 1000) == [1000]
+def test_a_crowd_of_queued_peers_is_read_in_smaller_pieces(drive, recorder):
+    pairs = crowd(drive, recorder, CROWD + 1)
+    for peer, _ in pairs:
+        peer.sock.sendall(b"x" * 16 * 1024)
+    records = [record for _, record in pairs]
+    drive.run_until(lambda: all(r.received for r in records), what="reads")
+    # Each filled its allowance in that turn: a crowd. From the next
+    # turn on, each is cut, until its queue is gone.
+    for sizes in turn_sizes(drive, records, 20):
+        assert max(sizes) == 256, sizes
+    assert all(len(r.received) < 16 * 1024 for r in records)
 
 
-def test_a_peer_that_keeps_up_is_never_cut(drive, recorder):
-    # Under the allowance every turn, like a client with a window of a
-    # few messages: nothing marks it as backlogged.
-    options = ChannelOptions(
-        max_read_size=1024, max_reads_per_event=1, backlog_read_size=256
-    )
-    channel, peer = drive.pair(recorder, options=options)
-    record = drive.handler(channel, recorder)
+def test_one_peer_with_a_large_message_is_no_crowd(drive, recorder):
+    # One large message (or a few busy peers) is not cut: it arrives in
+    # as few turns as before.
+    [(peer, record)] = crowd(drive, recorder, 1)
+    peer.sock.sendall(b"x" * 16 * 1024)
+    drive.run_until(lambda: record.received, what="a first read")
+    [sizes] = turn_sizes(drive, [record], 15)
+    assert sizes == [1024] * 15
+
+
+def test_a_peer_that_caught_up_is_not_cut_any_more(drive, recorder):
+    pairs = crowd(drive, recorder, CROWD + 2)
+    (quick, quick_record), *others = pairs
+    # The quick peer's queue ends in a short read, which shows it caught
+    # up. (Had it ended on a full one, the next burst's first read would
+    # be cut too, and the one after that short: see _note_queued.)
+    quick.sock.sendall(b"q" * (1024 + 3 * 256 + 100))
+    for peer, _ in others:
+        peer.sock.sendall(b"x" * 64 * 1024)
+    records = [record for _, record in pairs]
+    drive.run_until(lambda: all(r.received for r in records), what="reads")
+    [quick_sizes] = turn_sizes(drive, [quick_record], 8)
+    assert quick_sizes[:4] == [256, 256, 256, 100]
+    assert not any(quick_sizes[4:])
+    # The crowd is still there, but the quick peer caught up: a new
+    # burst of its own is read whole.
+    quick.sock.sendall(b"r" * 1000)
+    sizes = turn_sizes(drive, records, 1)
+    assert sizes[0] == [1000]
+    assert all(mine == [256] for mine in sizes[1:])
+
+
+def test_a_peer_that_keeps_up_is_not_cut_in_a_crowd(drive, recorder):
+    pairs = crowd(drive, recorder, CROWD + 1)
+    (steady, steady_record), *others = pairs
+    for peer, _ in others:
+        peer.sock.sendall(b"x" * 64 * 1024)
+    drive.run_until(lambda: all(r.received for _, r in others), what="reads")
+    # Under its allowance every turn, like a client with a window of a
+    # few messages: never queued, so never cut, however crowded.
     for n in range(1, 6):
-        peer.sock.sendall(b"z" * 1000)
-        assert turn_sizes(drive, record, n * 1000) == [1000]
+        steady.sock.sendall(b"z" * 1000)
+        [sizes] = turn_sizes(drive, [steady_record], 1)
+        assert sizes == [1000], n
 
 
 def test_the_cut_size_is_a_read_size_no_larger_than_the_maximum():
-    with pytest.raises(ValueError, match="backlog_read_size"):
-        ChannelOptions(max_read_size=1024, backlog_read_size=2048)
-    with pytest.raises(ValueError, match="backlog_read_size"):
-        ChannelOptions(backlog_read_size=16)
+    with pytest.raises(ValueError, match="queued_read_size"):
+        ChannelOptions(max_read_size=1024, queued_read_size=2048)
+    with pytest.raises(ValueError, match="queued_read_size"):
+        ChannelOptions(queued_read_size=16)
 
 
 def test_a_closed_channels_handlers_are_freed_without_the_collector(drive):

@@ -142,7 +142,9 @@ def resolve_token(
     if secret is None:
         raise TokenUnavailable(
             "no token: pass --token, set NETIM_TOKEN, or set NETIM_SECRET "
-            "(the server's secret, hex) to sign one here"
+            "(the server's secret, hex) to sign one here; or run from the "
+            f"directory where the server runs (it reads "
+            f"{DEFAULT_SECRET_FILE} there)"
         )
     if not user:
         raise TokenUnavailable("--user is needed to sign a token")
@@ -434,7 +436,8 @@ class ChatApp:
                 group_id = self.book.group_id(group)
                 members = client.members(group_id)
                 names = ", ".join(clean(member) for member in members)
-                self.out(f"* #{clean(group)}: {names}")
+                shown = self.book.group_names.get(group_id, group_id)
+                self.out(f"* #{clean(shown)}: {names}")
             case History(target, count):
                 self._history(target, count)
             case Sync():

@@ -77,7 +77,8 @@ commands:
   /leave GROUP                 leave a group
   /members GROUP               list a group's members
   /history [USER|GROUP] [N]    the last N messages (default 20) of a
-                               conversation seen in this session
+                               conversation seen in this session,
+                               older ones included
   /sync                        fetch messages missed
   /help                        this text
   /quit                        leave (Ctrl-D too)

@@ -157,6 +157,10 @@ def test_groups_by_name(chat):
     assert "alice -> #team: hi team" in line
     alice.handle_line("/members team")
     alice_screen.wait_for("* #team: alice, bob")
+    # Asked by id, a chat that knows the name still shows it.
+    group_id = alice.book.group_id("team")
+    bob.handle_line(f"/members {group_id}")
+    bob_screen.wait_for("* #team: alice, bob")
     # The creating chat said "created" itself; the event is not news there.
     assert "created the group" not in alice_screen.text()
 
