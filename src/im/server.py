@@ -30,6 +30,7 @@ from typing import Any
 from codec import LengthFieldBasedFrameDecoder, LengthFieldPrepender
 from im.application import (
     AcknowledgeDelivery,
+    CreateGroup,
     History,
     ManageGroups,
     SendMessage,
@@ -171,6 +172,8 @@ def build_services(
     registry = SessionRegistry(kick_old=settings.duplicate_login == "kick-old")
     clock = SystemClock()
     m, g, ids = stores.messages, stores.groups, stores.ids
+    send = SendMessage(m, g, clock, ids)
+    groups = ManageGroups(g, m, clock, ids)
     return Services(
         settings=settings,
         secret=secret,
@@ -178,11 +181,12 @@ def build_services(
         registry=registry,
         flusher=FlushBatcher(call_soon),
         framing=_PREPENDER,
-        send=SendMessage(m, g, clock, ids),
+        send=send,
         ack=AcknowledgeDelivery(m, g),
         sync=SyncBacklog(m, g),
         history=History(m, g),
-        groups=ManageGroups(g, m, clock, ids),
+        groups=groups,
+        create_group=CreateGroup(groups, send),
         rate_policy=RatePolicy(settings.rate_limit, settings.rate_burst),
     )
 

@@ -286,7 +286,7 @@ def test_members_added_at_creation_hear_of_the_group_online_or_not(server):
         "name": "team",
         "members": ["alice", "bob", "carol"],
     }
-    # The creating device has it too, after its GROUP_CREATED.
+    # The creating device has it too (seq 1 is no hole in its log).
     assert alice.next_push(timeout=DEADLINE) == created
     carol = server.connect()
     carol.login(server.token("carol"), "phone")

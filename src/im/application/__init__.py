@@ -32,7 +32,7 @@ Membership and floors: see ``im.domain.group``. Errors: see
 ``im.domain.errors``.
 """
 
-from .groups import ManageGroups
+from .groups import CreateGroup, ManageGroups, NewGroup
 from .messaging import (
     MAX_PAGE_SIZE,
     AcknowledgeDelivery,
@@ -47,9 +47,11 @@ from .messaging import (
 __all__ = [
     "MAX_PAGE_SIZE",
     "AcknowledgeDelivery",
+    "CreateGroup",
     "History",
     "HistoryPage",
     "ManageGroups",
+    "NewGroup",
     "SendMessage",
     "SendOutcome",
     "SyncBacklog",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from im.domain import (
     Clock,
+    DeviceAddress,
     DomainError,
     Group,
     GroupId,
@@ -14,6 +17,8 @@ from im.domain import (
     Pending,
     UserId,
 )
+
+from .messaging import SendMessage, SendOutcome
 
 
 class ManageGroups:
@@ -83,3 +88,40 @@ class ManageGroups:
             return tuple(group.members)
 
         return self._groups.get(group_id).then(listed)
+
+
+@dataclass(frozen=True, slots=True)
+class NewGroup:
+    """A group just created, and its first message on its way.
+
+    ``announced`` is the GROUP_EVENT "created" being stored: push it to
+    ``recipients`` (every member's devices, the creator's included) when
+    it completes. Two steps, not one transaction: if the event cannot be
+    stored, the group stands without it, and members learn of it from
+    the first message someone writes.
+    """
+
+    group: Group
+    announced: Pending[SendOutcome]
+
+
+class CreateGroup:
+    """Create a group, then tell its members in its conversation: a
+    member added by the creator would otherwise not hear of the group
+    until someone wrote to it."""
+
+    def __init__(self, manage: ManageGroups, send: SendMessage) -> None:
+        self._manage = manage
+        self._send = send
+
+    def __call__(
+        self,
+        creator: DeviceAddress,
+        name: str,
+        members: tuple[UserId, ...] = (),
+    ) -> Pending[NewGroup]:
+        return self._manage.create(creator.user, name, members).then(
+            lambda group: NewGroup(
+                group, self._send.group_created(creator, group)
+            )
+        )

@@ -89,6 +89,7 @@ class SendMessage:
     ) -> Pending[SendOutcome]:
         conversation = ConversationId.direct(sender.user, to_user)
         try:
+            _check_client_content_type(content_type)
             draft = self._draft(
                 sender, client_message_id, conversation, to_user,
                 content_type, body,
@@ -112,6 +113,11 @@ class SendMessage:
         content_type: int,
         body: bytes,
     ) -> Pending[SendOutcome]:
+        try:
+            _check_client_content_type(content_type)
+        except InvalidArgument as error:
+            return Pending.failure(error)
+
         def store(group: Group | None) -> Pending[SendOutcome]:
             if group is None:
                 raise NoSuchGroup(f"no group {group_id}")
@@ -147,7 +153,6 @@ class SendMessage:
             group.group_id,
             ContentType.GROUP_EVENT,
             group_created_event(group),
-            checked=False,
         )
         members = tuple(group.members)
         return self._messages.append(draft).then(
@@ -162,14 +167,7 @@ class SendMessage:
         to: str,
         content_type: int,
         body: bytes,
-        *,
-        checked: bool = True,
     ) -> MessageDraft:
-        if checked and content_type >= FIRST_SERVER_CONTENT_TYPE:
-            raise InvalidArgument(
-                f"content type {content_type:#x} is written by the server "
-                f"only (from {FIRST_SERVER_CONTENT_TYPE:#x} up)"
-            )
         return MessageDraft(
             message_id=self._ids.next_message_id(),
             client_message_id=client_message_id,
@@ -179,6 +177,15 @@ class SendMessage:
             content_type=content_type,
             body=body,
             timestamp_ms=self._clock.now_ms(),
+        )
+
+
+def _check_client_content_type(content_type: int) -> None:
+    """Refuse what only the server may write (InvalidArgument)."""
+    if content_type >= FIRST_SERVER_CONTENT_TYPE:
+        raise InvalidArgument(
+            f"content type {content_type:#x} is written by the server "
+            f"only (from {FIRST_SERVER_CONTENT_TYPE:#x} up)"
         )
 
 

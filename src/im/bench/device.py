@@ -232,15 +232,13 @@ class LoadDevice(ChannelInboundHandler):
         if view is None:
             view = self.views[conversation] = ConversationView()
         view.pushed(message[2])
-        if message[8] == _GROUP_EVENT:
-            # The server's own message in a new group: part of the log
-            # (acked with it), not a message of the load.
-            self._ack_due(conversation, view.frontier)
-            return
-        recorder = self.recorder
-        recorder.delivered += 1
-        if recorder.delivered % recorder.sample == 0:
-            recorder.pushed(wire.sent_at(message[9]))
+        # A new group's GROUP_EVENT is part of the log (acked with it),
+        # but it is the server's message, not one of the load.
+        if message[8] != _GROUP_EVENT:
+            recorder = self.recorder
+            recorder.delivered += 1
+            if recorder.delivered % recorder.sample == 0:
+                recorder.pushed(wire.sent_at(message[9]))
         self._ack_due(conversation, view.frontier)
 
     def _server_ack(self, request_id: int, ack: list[Any]) -> None:

@@ -193,7 +193,9 @@ class ConversationBook:
 
     def __init__(self) -> None:
         self._conversations: dict[tuple[ChatType, str], str] = {}
-        #: group id -> name, for groups created or joined here.
+        #: group id -> name, for groups created here or learned from a
+        #: group's first message. Names are not unique: anyone may make
+        #: a group and add us to it (``group_id`` then asks for the id).
         self.group_names: dict[str, str] = {}
 
     def note(self, target: Target, conversation_id: str) -> None:
@@ -220,12 +222,23 @@ class ConversationBook:
 
     def group_id(self, name_or_id: str) -> str:
         """A group's id from what the user typed: a name known here
-        (``#team`` or ``team``), or else the id itself."""
+        (``#team`` or ``team``), or else the id itself. A name that two
+        groups known here share is refused (UsageError): guessing could
+        post into a stranger's group of the same name."""
         name = name_or_id.removeprefix("#")
-        for group_id, known in list(self.group_names.items()):
-            if known == name:
-                return group_id
-        return name
+        if name in self.group_names:
+            return name  # an id: ids are unique, names need not be
+        matches = [
+            group_id
+            for group_id, known in list(self.group_names.items())
+            if known == name
+        ]
+        if len(matches) > 1:
+            raise UsageError(
+                f"#{clean(name)} is the name of {len(matches)} groups here "
+                f"({', '.join(clean(m) for m in matches)}): use the id"
+            )
+        return matches[0] if matches else name
 
     def find(self, typed: str) -> tuple[Target, str] | None:
         """The target and conversation id for ``/history TYPED``: a

@@ -322,11 +322,15 @@ def describe_content(content_type: int, content: bytes) -> str:
     if content_type == ContentType.GROUP_EVENT:
         created = _created(content)
         if created is not None:
+            # The creator comes first and is the message's sender: the
+            # line names it already.
             _, named, more = created
-            members = ", ".join(clean(member) for member in named)
+            others = [clean(member) for member in named[1:]]
             if more:
-                members += f" and {more:,} more"
-            return f"* created the group, with {members}"
+                others.append(f"{more:,} more")
+            if not others:
+                return "* created the group"
+            return f"* created the group, with {', '.join(others)}"
     return f"<content type {content_type}, {len(content)} bytes>"
 
 

@@ -27,13 +27,12 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from codec import FrameError
-from im.application import SendOutcome
+from im.application import NewGroup, SendOutcome
 from im.domain import (
     ConversationId,
     DeviceAddress,
     DeviceId,
     DomainError,
-    Group,
     GroupId,
     Pending,
     UserId,
@@ -646,46 +645,48 @@ class Router(ChannelInboundHandler):
 
     def _create_group(self, header: Header, packet: CreateGroup) -> None:
         members = tuple(UserId(m) for m in packet.members)
-        result = self.services.groups.create(
-            self.session.address.user, packet.name, members
+        result = self.services.create_group(
+            self.session.address, packet.name, members
         )
         self._reply(
             header,
             result,
-            lambda group: self._encode(
+            lambda new: self._encode(
                 GroupCreated(
-                    group.group_id, group.conversation_id.value, group.name
+                    new.group.group_id,
+                    new.group.conversation_id.value,
+                    new.group.name,
                 ),
                 header,
             ),
         )
         # After the reply (callbacks run in the order added): the group
         # exists for the creator before its first message arrives.
-        result.add_done_callback(self._tell_members)
+        result.add_done_callback(self._announce)
 
-    def _tell_members(self, created: Pending[Group]) -> None:
-        """A new group's first message, GROUP_EVENT "created", to every
-        member's devices: without it, a member added by the creator
-        would not hear of the group until someone wrote to it."""
+    def _announce(self, created: Pending[NewGroup]) -> None:
+        """Push a new group's first message once it is stored, whether
+        the creator is still connected or not (as ``_stored`` does)."""
         if created.exception() is not None:
             return  # refused: the creator has the ERROR, no one else cares
         services = self.services
-        told = services.send.group_created(
-            self.session.address, created.result()
-        )
 
         def stored(pending: Pending[SendOutcome]) -> None:
             error = pending.exception()
             if error is not None:
-                # The group stands; only its announcement is missing.
-                log.warning("a new group's event was not stored: %r", error)
+                log.warning("a new group's first message failed: %r", error)
                 return
             outcome = pending.result()
-            services.fan_out(
-                outcome.message, outcome.recipients, sending_device_too=True
-            )
+            try:
+                services.fan_out(
+                    outcome.message,
+                    outcome.recipients,
+                    sending_device_too=True,
+                )
+            except Exception:  # our bug: say so, keep serving
+                log.exception("fan-out of a new group's event failed")
 
-        told.add_done_callback(stored)
+        created.result().announced.add_done_callback(stored)
 
     def _join_group(self, header: Header, packet: JoinGroup) -> None:
         result = self.services.groups.join(

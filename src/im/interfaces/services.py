@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from codec import LengthFieldPrepender
 from im.application import (
     AcknowledgeDelivery,
+    CreateGroup,
     History,
     ManageGroups,
     SendMessage,
@@ -39,6 +40,7 @@ class Services:
     sync: SyncBacklog
     history: History
     groups: ManageGroups
+    create_group: CreateGroup
     # Requests per second per connection (each has its own bucket).
     rate_policy: RatePolicy
     # Reading stops from senders while the store is behind.

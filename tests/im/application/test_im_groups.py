@@ -2,7 +2,15 @@ from __future__ import annotations
 
 from im_app_fakes import App, dev, value
 
-from im.domain import GroupId, NoSuchGroup, NotAMember, UserId
+from im.application import CreateGroup
+from im.domain import (
+    MAX_GROUP_MEMBERS,
+    GroupFull,
+    GroupId,
+    NoSuchGroup,
+    NotAMember,
+    UserId,
+)
 
 ALICE, BOB, CAROL = UserId("alice"), UserId("bob"), UserId("carol")
 
@@ -51,3 +59,22 @@ def test_a_member_who_left_no_longer_gets_the_backlog() -> None:
     value(app.manage.leave(BOB, group.group_id))
     value(app.send.to_group(dev("alice"), "c", group.group_id, 1, b"x"))
     assert value(app.sync(dev("bob"))).messages == []
+
+
+def test_creating_a_group_also_stores_its_first_message() -> None:
+    app = App()
+    create = CreateGroup(app.manage, app.send)
+    new = value(create(dev("alice"), "team", (BOB,)))
+    told = value(new.announced)
+    assert told.message.conversation_id == new.group.conversation_id
+    assert told.message.seq == 1
+    assert told.recipients == (ALICE, BOB)
+
+
+def test_a_refused_group_announces_nothing() -> None:
+    app = App()
+    create = CreateGroup(app.manage, app.send)
+    crowd = tuple(UserId(f"u{n}") for n in range(MAX_GROUP_MEMBERS))
+    refused = create(dev("alice"), "too many", crowd)
+    assert isinstance(refused.exception(), GroupFull)
+    assert app.ids.next_message_id() == 1  # no message was even drafted

@@ -148,7 +148,7 @@ def test_groups_by_name(chat):
     alice_screen.wait_for("* created #team")
     # Bob was added: the group's first message tells him, with its name.
     line = bob_screen.wait_for("created the group")
-    assert line.endswith("-> #team: * created the group, with alice, bob")
+    assert line.endswith("alice -> #team: * created the group, with bob")
     assert bob.prompt() == "#team> "  # plain text now answers the group
     alice.handle_line("/g team hi team")
     alice_screen.wait_for("alice -> #team: hi team")
@@ -163,6 +163,22 @@ def test_groups_by_name(chat):
     bob_screen.wait_for("* #team: alice, bob")
     # The creating chat said "created" itself; the event is not news there.
     assert "created the group" not in alice_screen.text()
+
+
+def test_a_name_two_groups_share_is_refused_not_guessed(chat):
+    alice, alice_screen = chat("alice")
+    carol, carol_screen = chat("carol")
+    bob, bob_screen = chat("bob")
+    alice.handle_line("/group create team bob")
+    carol.handle_line("/group create team bob")
+    bob_screen.wait_for("carol -> #team: * created the group")
+    bob.handle_line("/g team which one?")
+    bob_screen.wait_for("! #team is the name of 2 groups here (")
+    # By id, each is reached.
+    for user, screen in ((alice, alice_screen), (carol, carol_screen)):
+        group_id = user.book.group_id("team")
+        bob.handle_line(f"/g {group_id} this one")
+        screen.wait_for("bob -> #team: this one")
 
 
 def test_history_of_a_conversation_seen_in_the_session(chat):

@@ -140,11 +140,15 @@ def test_a_group_created_event_reads_as_a_sentence_with_its_members():
     )  # fmt: skip
     assert group_created(event) == ("tea", ["al", "bo"], 0)
     assert describe_content(ContentType.GROUP_EVENT, content) == (
-        "* created the group, with al, bo"
+        "* created the group, with bo"
     )
     big = b'{"event": "created", "name": "x", "members": ["al"], "more": 1999}'
     assert describe_content(ContentType.GROUP_EVENT, big) == (
-        "* created the group, with al and 1,999 more"
+        "* created the group, with 1,999 more"
+    )
+    alone = b'{"event": "created", "name": "x", "members": ["al"]}'
+    assert describe_content(ContentType.GROUP_EVENT, alone) == (
+        "* created the group"
     )
 
 
