@@ -86,10 +86,10 @@ WRITE_SPIN_COUNT: Final = 16
 # only makes the kernel walk buffers it will not take.
 MAX_BYTES_PER_GATHERING_WRITE: Final = 1024 * 1024
 
-# Peers with more queued than a turn's allowance that make a crowd (see
-# ChannelOptions.queued_read_size). Each such peer adds an allowance of
-# work to every turn; a handful add a few milliseconds, and one sending
-# a large message must not be slowed down for them.
+# Queued peers (see ChannelOptions.queued_read_size) that make a crowd.
+# Each one that is being read adds a whole allowance of work to every
+# turn; a handful add a few milliseconds, and one sending a large
+# message alone must not be slowed down for that.
 CROWD: Final = 8
 
 # Read sizes: Netty's defaults (64 bytes at least, 2 KiB to start: more
@@ -173,9 +173,10 @@ class ChannelOptions:
         # this size (None: never), so that the senders with a queue get
         # a smaller share of each turn and a peer with one message waits
         # for less of their work. The cut ends with the first read that
-        # comes back short: the peer caught up. One large message or a
-        # few busy peers are no crowd and are never cut; nor is a peer
-        # that keeps up. Measured: docs/perf/012-queued-senders.md.
+        # comes back short: the peer caught up. A peer sending one large
+        # message alone or among a few busy ones is no crowd and is not
+        # cut (among a flood it is, like every queued peer); a peer that
+        # keeps up never is. Measured: docs/perf/012-queued-senders.md.
         self.queued_read_size = queued_read_size
 
 
@@ -440,9 +441,7 @@ class SocketChannel(Channel):
             return
         was_active = self._active
         self._active = False
-        if self._queued:
-            self._queued = False
-            self.loop.queued_readers -= 1
+        self._leave_queue()
         # Output goes first, so that writes from now on fail at once.
         out, self._outbound = self._outbound, None
         loop = self.loop
@@ -511,6 +510,7 @@ class SocketChannel(Channel):
         except OSError:
             return self.close()  # already broken: nothing to protect
         self._lingering = True
+        self._leave_queue()  # its input is only thrown away from now on
         if self._parked:
             self._parked = False
             self.loop.add_reader(self._fd, self, self._events)
@@ -543,6 +543,7 @@ class SocketChannel(Channel):
         if self._outbound is None or self._input_shutdown:
             return
         self._input_shutdown = True
+        self._leave_queue()  # never read again: no part of any turn
         self._stop_reading()
 
     def _stop_reading(self) -> None:
@@ -630,7 +631,11 @@ class SocketChannel(Channel):
             head.fire_channel_read(ByteBuf.adopt(recv_buffer[:count]))
             if count < size or not self._reading:
                 break  # the socket is (probably) drained, or we paused
-        if total:
+        if not total:
+            # Nothing was waiting after all (the read that filled the
+            # allowance emptied the socket): caught up.
+            self._leave_queue()
+        else:
             self.last_read_time = loop.now
             if (
                 self._options.queued_read_size is not None
@@ -660,19 +665,31 @@ class SocketChannel(Channel):
         # the first short one shows it caught up. An uncut one counts
         # only with a full allowance of the largest size: a client with a
         # few messages in flight (a closed loop's window) never has that
-        # much waiting. (A full read may have emptied the socket too; the
-        # peer then counts until its next read, which comes back short.
-        # Asking the kernel with FIONREAD would settle it at once, but
-        # measured no better, for an extra system call per full read.)
+        # much waiting. A full read may also have emptied the socket: the
+        # peer then stays queued until its next read, which is cut like
+        # the others while it comes back full, or finds nothing and ends
+        # the mark. (Asking the kernel with FIONREAD after each full read
+        # would settle it at once; it measured no better, for an extra
+        # system call per full read: docs/perf/012-queued-senders.md.)
         allowance = size if was_cut else options.max_read_size
-        queued = total >= allowance * reads
-        if queued != self._queued:
-            self._queued = queued
-            self.loop.queued_readers += 1 if queued else -1
+        if total < allowance * reads:
+            self._leave_queue()
+        elif not self._queued:
+            self._queued = True
+            self.loop.queued_readers += 1
+
+    def _leave_queue(self) -> None:
+        """No longer counted as queued. A paused peer (auto-read off)
+        stays counted: its queue is still there, and it is read again
+        as soon as it is resumed."""
+        if self._queued:
+            self._queued = False
+            self.loop.queued_readers -= 1
 
     def _input_ended(self) -> None:
         if self._outbound is None:
             return
+        self._leave_queue()
         if self._options.allow_half_closure:
             self._input_shutdown = True
             self._stop_reading()

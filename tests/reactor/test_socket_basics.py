@@ -564,6 +564,30 @@ def test_a_peer_that_keeps_up_is_not_cut_in_a_crowd(drive, recorder):
         assert sizes == [1000], n
 
 
+def test_a_peer_that_stops_being_read_leaves_the_queued_count(drive, recorder):
+    # The count decides whether a crowd is cut; a peer whose input is no
+    # longer read (stopped, lingering, closed) must not go on counting,
+    # or the crowd would outlive the flood that made it.
+    channels = []
+    for _ in range(3):
+        channel, peer = drive.pair(recorder, options=QUEUED)
+        record = drive.handler(channel, recorder)
+        peer.sock.sendall(b"x" * 16 * 1024)
+        channels.append((channel, record))
+    drive.run_until(
+        lambda: all(record.received for _, record in channels),
+        what="a first read of each",
+    )
+    assert drive.loop.queued_readers == 3
+    (stopped, _), (lingering, _), (closed, _) = channels
+    stopped.stop_input()
+    assert drive.loop.queued_readers == 2
+    lingering.close_gracefully()
+    assert drive.loop.queued_readers == 1
+    closed.close()
+    assert drive.loop.queued_readers == 0
+
+
 def test_the_cut_size_is_a_read_size_no_larger_than_the_maximum():
     with pytest.raises(ValueError, match="queued_read_size"):
         ChannelOptions(max_read_size=1024, queued_read_size=2048)

@@ -226,7 +226,7 @@ class ConversationBook:
         groups known here share is refused (UsageError): guessing could
         post into a stranger's group of the same name."""
         name = name_or_id.removeprefix("#")
-        if name in self.group_names:
+        if name in self.group_names or self.knows_group(name):
             return name  # an id: ids are unique, names need not be
         matches = [
             group_id
@@ -240,16 +240,23 @@ class ConversationBook:
             )
         return matches[0] if matches else name
 
+    def knows_group(self, group_id: str) -> bool:
+        """Whether ``group_id`` is a group seen here (created, joined,
+        or written to)."""
+        return (ChatType.GROUP, group_id) in self._conversations
+
     def find(self, typed: str) -> tuple[Target, str] | None:
         """The target and conversation id for ``/history TYPED``: a
         user first, then a group (``#name`` means a group only)."""
-        candidates = [Target(ChatType.GROUP, self.group_id(typed))]
         if not typed.startswith("#"):
-            candidates.insert(0, Target(ChatType.DIRECT, typed))
-        for target in candidates:
-            found = self._conversations.get((target.kind, target.name))
+            direct = Target(ChatType.DIRECT, typed)
+            found = self._conversations.get((direct.kind, direct.name))
             if found is not None:
-                return target, found
+                return direct, found
+        group = Target(ChatType.GROUP, self.group_id(typed))
+        found = self._conversations.get((group.kind, group.name))
+        if found is not None:
+            return group, found
         return None
 
     def conversation_of(self, target: Target) -> str | None:

@@ -325,12 +325,12 @@ def describe_content(content_type: int, content: bytes) -> str:
             # The creator comes first and is the message's sender: the
             # line names it already.
             _, named, more = created
-            others = [clean(member) for member in named[1:]]
+            with_ = ", ".join(clean(member) for member in named[1:])
             if more:
-                others.append(f"{more:,} more")
-            if not others:
+                with_ += f" and {more:,} more" if with_ else f"{more:,} more"
+            if not with_:
                 return "* created the group"
-            return f"* created the group, with {', '.join(others)}"
+            return f"* created the group, with {with_}"
     return f"<content type {content_type}, {len(content)} bytes>"
 
 

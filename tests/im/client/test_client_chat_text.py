@@ -146,6 +146,11 @@ def test_a_group_created_event_reads_as_a_sentence_with_its_members():
     assert describe_content(ContentType.GROUP_EVENT, big) == (
         "* created the group, with 1,999 more"
     )
+    both = b'{"event": "created", "name": "x", "members": ["al", "bo"], '
+    both += b'"more": 3}'
+    assert describe_content(ContentType.GROUP_EVENT, both) == (
+        "* created the group, with bo and 3 more"
+    )
     alone = b'{"event": "created", "name": "x", "members": ["al"]}'
     assert describe_content(ContentType.GROUP_EVENT, alone) == (
         "* created the group"
