@@ -24,8 +24,10 @@ import dataclasses
 import itertools
 from typing import Any
 
+import pytest
+
 from im.config import Settings
-from im.domain import ConversationId, UserId
+from im.domain import ConversationId, DeviceAddress, DeviceId, UserId
 from im.infrastructure.tokens import issue_token
 from im.protocol import (
     ContentType,
@@ -72,14 +74,22 @@ class Client:
         return bodies
 
 
-def test_direct_message(benchmark: Any) -> None:
+@pytest.mark.parametrize(
+    "talks_to", [1, 1000], ids=["talks-to-1", "talks-to-1000"]
+)
+def test_direct_message(benchmark: Any, talks_to: int) -> None:
     settings = Settings(store="memory", secret=SECRET.hex())
     settings = dataclasses.replace(settings, rate_limit=1e9, rate_burst=10**9)
     stores = open_stores(settings, submit=None)  # type: ignore[arg-type]
     # Flush at once: each embedded channel has its own loop.
     services = build_services(settings, stores, SECRET, lambda f: f())
     alice, bob = Client(services, "alice"), Client(services, "bob")
-    alice.output(), bob.output()  # the login replies
+    for n in range(1, talks_to):
+        other = DeviceAddress(UserId(f"user-{n}"), DeviceId("pc"))
+        services.send.to_user(
+            other, f"hello-{n}", UserId("bob"), ContentType.TEXT, TEXT
+        )
+    alice.output(), bob.output()  # the login replies, the pushes
     conversation = ConversationId.direct(UserId("alice"), UserId("bob"))
     ids = itertools.count(1)
     request_ids = itertools.count(2)

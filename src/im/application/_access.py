@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from im.domain import (
     ConversationId,
     Group,
@@ -29,12 +27,12 @@ def conversation_floor(
     group_id = conversation.group
     if group_id is None:
 
-        def direct(mine: Sequence[ConversationId]) -> int:
-            if conversation not in mine:
+        def direct(takes_part: bool) -> int:
+            if not takes_part:
                 raise NoSuchConversation(f"no conversation {conversation}")
             return 0
 
-        return messages.direct_conversations(user).then(direct)
+        return messages.takes_part(user, conversation).then(direct)
 
     def member(group: Group | None) -> int:
         if group is None:

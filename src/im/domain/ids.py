@@ -88,13 +88,7 @@ class ConversationId:
     @classmethod
     def parse(cls, text: str) -> ConversationId:
         """Read an id that came from a client; refuse what we never made."""
-        if text.startswith(_GROUP_PREFIX) and len(text) > len(_GROUP_PREFIX):
-            return cls(text)
-        if text.startswith(_DIRECT_PREFIX):
-            digits = text[len(_DIRECT_PREFIX) :]
-            if len(digits) == 2 * _DIRECT_DIGEST_SIZE and _is_hex(digits):
-                return cls(text)
-        raise InvalidArgument(f"not a conversation id: {text!r}")
+        return _parse(text)
 
     @property
     def chat_type(self) -> ChatType:
@@ -121,8 +115,22 @@ def _for_group(group: GroupId) -> ConversationId:
     return ConversationId(_GROUP_PREFIX + group)
 
 
-def _is_hex(text: str) -> bool:
-    return all(c in "0123456789abcdef" for c in text)
+# Every delivery ack names its conversation as text, and a device acks
+# the same few conversations over and over: the ids read recently are
+# kept, so a repeat costs one look-up instead of the checks and a new
+# object. Only valid ones: a text that raises is not cached.
+@functools.lru_cache(maxsize=1 << 16)
+def _parse(text: str) -> ConversationId:
+    if text.startswith(_GROUP_PREFIX) and len(text) > len(_GROUP_PREFIX):
+        return ConversationId(text)
+    if text.startswith(_DIRECT_PREFIX):
+        digits = text[len(_DIRECT_PREFIX) :]
+        if len(digits) == 2 * _DIRECT_DIGEST_SIZE and _HEX.issuperset(digits):
+            return ConversationId(text)
+    raise InvalidArgument(f"not a conversation id: {text!r}")
+
+
+_HEX = frozenset("0123456789abcdef")
 
 
 # Every direct message asks for its conversation's id, and people write

@@ -103,6 +103,16 @@ class MessageStore(abc.ABC):
         with at least one message)."""
 
     @abc.abstractmethod
+    def takes_part(
+        self, user: UserId, conversation: ConversationId
+    ) -> Pending[bool]:
+        """Whether ``user`` is one of the two people of the direct
+        conversation ``conversation`` (one with at least one message).
+
+        The question every delivery ack asks: it must not cost more for
+        a user with a thousand conversations than for one with one."""
+
+    @abc.abstractmethod
     def record_ack(
         self,
         device: DeviceAddress,

@@ -105,6 +105,11 @@ class InMemoryMessageStore(MessageStore):
     ) -> Pending[Sequence[ConversationId]]:
         return Pending.of(tuple(self._direct.get(user, ())))
 
+    def takes_part(
+        self, user: UserId, conversation: ConversationId
+    ) -> Pending[bool]:
+        return Pending.of(conversation in self._direct.get(user, ()))
+
     def record_ack(
         self,
         device: DeviceAddress,

@@ -610,6 +610,13 @@ class SQLiteMessageStore(MessageStore):
             self._tables.direct_conversations, user, writes=False
         )
 
+    def takes_part(
+        self, user: UserId, conversation: ConversationId
+    ) -> Pending[bool]:
+        return self._store._call(
+            self._tables.takes_part, user, conversation.value, writes=False
+        )
+
     def record_ack(
         self,
         device: DeviceAddress,
@@ -836,6 +843,7 @@ class _Tables:
         # Last, once every statement succeeded (see __init__).
         if listing:
             self._remember_listed(pair)
+            self._remember_listed((draft.to, conversation))
         self._remember_seq(conversation, message.seq)
         return appended
 
@@ -887,12 +895,25 @@ class _Tables:
         )
 
     def _remember_listed(self, pair: tuple[str, str]) -> None:
+        """(user, conversation) is in the table (both pairs of a
+        conversation are written together, always)."""
         listed = self._listed
         if len(listed) >= APPEND_CACHE_SIZE:
             listed.clear()
-        # Both users list it now; the pair of the sender stands for
-        # both (the other user's pair is written with it, always).
         listed.add(pair)
+
+    def takes_part(self, user: str, conversation: str) -> bool:
+        pair = (user, conversation)
+        if pair in self._listed:
+            return True
+        found = self.db.execute(
+            "SELECT 1 FROM direct_conversations"
+            " WHERE user = ? AND conversation = ?",
+            pair,
+        ).fetchone()
+        if found is not None:
+            self._remember_listed(pair)
+        return found is not None
 
     def last_seq(self, conversation: str) -> int:
         seq = self._last_seqs.get(conversation)

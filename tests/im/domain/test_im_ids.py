@@ -47,8 +47,17 @@ def test_parse_reads_back_what_the_server_made() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "g:", "d:", "d:xyz", "d:" + "A" * 40, "x:1", "alice"]
+    "text",
+    ["", "g:", "d:", "d:xyz", "d:" + "A" * 40, "d:" + "0" * 39 + "g", "x:1"],
 )
 def test_parse_refuses_ids_the_server_never_made(text: str) -> None:
-    with pytest.raises(InvalidArgument):
-        ConversationId.parse(text)
+    # Twice: a text once refused is refused again (only valid ids are
+    # kept for the next time).
+    for _ in range(2):
+        with pytest.raises(InvalidArgument):
+            ConversationId.parse(text)
+
+
+def test_an_id_read_again_is_the_same_object() -> None:
+    text = ConversationId.direct(UserId("carol"), UserId("dan")).value
+    assert ConversationId.parse(text) is ConversationId.parse(text)

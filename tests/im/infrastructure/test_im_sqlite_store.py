@@ -102,6 +102,9 @@ def test_a_reopened_file_holds_everything_and_carries_on(path: Path) -> None:
         assert nxt.message.seq == 4
         assert pump.value(m.acked_seq(dev("bob"), CONV)) == 2
         assert pump.value(m.direct_conversations(BOB)) == (CONV,)
+        # Read from the table: a new writer remembers no conversation.
+        assert pump.value(m.takes_part(BOB, CONV))
+        assert not pump.value(m.takes_part(CAROL, CONV))
         again = pump.value(g.get(first_gid))
         assert again == kept
         assert again is not None
@@ -439,26 +442,25 @@ def test_an_append_that_fails_after_its_row_loses_no_seq(path: Path) -> None:
             store._call(
                 sql(
                     "CREATE TEMP TRIGGER refuse BEFORE INSERT ON"
-                    " direct_conversations WHEN NEW.user = 'carol'"
-                    " BEGIN SELECT RAISE(ABORT, 'carol refused'); END"
+                    " direct_conversations WHEN NEW.user = 'dave'"
+                    " BEGIN SELECT RAISE(ABORT, 'dave refused'); END"
                 ),
                 writes=False,
             )
         )
-        # carol's first send lists the conversation for her: refused,
-        # after the message row was written.
-        refused = m.append(draft(conv, "b", sender="carol", to="alice"))
+        # The first message to dave lists the conversation for both:
+        # refused, after the message row was written.
+        to_dave = ConversationId.direct(ALICE, UserId("dave"))
+        refused = m.append(draft(to_dave, "b", to="dave"))
         pump.until_done(refused)
-        assert "carol refused" in str(refused.exception())
+        assert "dave refused" in str(refused.exception())
         pump.value(store._call(sql("DROP TRIGGER refuse"), writes=False))
-        again = pump.value(m.append(draft(conv, "c", to="carol")))
-        assert again.message.seq == 2
+        again = pump.value(m.append(draft(to_dave, "c", to="dave")))
+        assert again.message.seq == 1
         assert [
-            x.client_message_id for x in all_messages(store, pump, conv)
-        ] == [
-            "a",
-            "c",
-        ]
+            x.client_message_id for x in all_messages(store, pump, to_dave)
+        ] == ["c"]
+        assert pump.value(m.takes_part(UserId("dave"), to_dave))
 
 
 class ReleaseFails:

@@ -126,6 +126,18 @@ def test_direct_conversations_in_the_order_they_began(stores: Stores) -> None:
     assert stores.value(m.direct_conversations(CAROL)) == (with_carol,)
 
 
+def test_who_takes_part_in_a_direct_conversation(stores: Stores) -> None:
+    m = stores.messages
+    assert not stores.value(m.takes_part(ALICE, CONV))  # nothing sent yet
+    stores.value(m.append(draft(CONV, "a")))
+    # The sender and the addressee, whoever wrote first; nobody else.
+    assert stores.value(m.takes_part(ALICE, CONV))
+    assert stores.value(m.takes_part(BOB, CONV))
+    assert not stores.value(m.takes_part(CAROL, CONV))
+    with_carol = ConversationId.direct(BOB, CAROL)
+    assert not stores.value(m.takes_part(BOB, with_carol))
+
+
 def test_a_group_message_is_no_direct_conversation(stores: Stores) -> None:
     group = ConversationId.for_group(G1)
     stores.value(stores.messages.append(draft(group, "c1", to=G1)))
