@@ -31,6 +31,8 @@ UserId = NewType("UserId", str)
 DeviceId = NewType("DeviceId", str)
 GroupId = NewType("GroupId", str)
 
+# The wire's limit for an id (the protocol's MAX_ID_LENGTH).
+MAX_CONVERSATION_ID_LENGTH = 64
 _DIRECT_PREFIX = "d:"
 _GROUP_PREFIX = "g:"
 # 20 bytes = 160 bits: collisions are out of reach for any user count we
@@ -88,7 +90,11 @@ class ConversationId:
     @classmethod
     def parse(cls, text: str) -> ConversationId:
         """Read an id that came from a client; refuse what we never made."""
-        return _parse(text)
+        if text.startswith(_GROUP_PREFIX):
+            if len(_GROUP_PREFIX) < len(text) <= MAX_CONVERSATION_ID_LENGTH:
+                return cls(text)
+            raise InvalidArgument(f"not a conversation id: {text[:80]!r}")
+        return _parse_direct(text)
 
     @property
     def chat_type(self) -> ChatType:
@@ -116,18 +122,18 @@ def _for_group(group: GroupId) -> ConversationId:
 
 
 # Every delivery ack names its conversation as text, and a device acks
-# the same few conversations over and over: the ids read recently are
-# kept, so a repeat costs one look-up instead of the checks and a new
-# object. Only valid ones: a text that raises is not cached.
+# the same few conversations over and over: the direct ids read recently
+# are kept, so a repeat costs one look-up instead of checking 40 digits
+# and making a new object. A text that raises is not cached, and every
+# cached one is exactly 42 characters, so a client that sends made-up
+# ids can crowd out others but cannot make the cache grow past a few MB.
 @functools.lru_cache(maxsize=1 << 16)
-def _parse(text: str) -> ConversationId:
-    if text.startswith(_GROUP_PREFIX) and len(text) > len(_GROUP_PREFIX):
-        return ConversationId(text)
+def _parse_direct(text: str) -> ConversationId:
     if text.startswith(_DIRECT_PREFIX):
         digits = text[len(_DIRECT_PREFIX) :]
         if len(digits) == 2 * _DIRECT_DIGEST_SIZE and _HEX.issuperset(digits):
             return ConversationId(text)
-    raise InvalidArgument(f"not a conversation id: {text!r}")
+    raise InvalidArgument(f"not a conversation id: {text[:80]!r}")
 
 
 _HEX = frozenset("0123456789abcdef")

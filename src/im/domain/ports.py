@@ -106,11 +106,14 @@ class MessageStore(abc.ABC):
     def takes_part(
         self, user: UserId, conversation: ConversationId
     ) -> Pending[bool]:
-        """Whether ``user`` is one of the two people of the direct
-        conversation ``conversation`` (one with at least one message).
+        """Whether ``user`` takes part in the direct conversation
+        ``conversation``: its sender or addressee (the same user, for
+        notes to self). False for a conversation with no message yet,
+        and for a group's.
 
-        The question every delivery ack asks: it must not cost more for
-        a user with a thousand conversations than for one with one."""
+        Asked by every delivery ack and every history read of a direct
+        conversation, so it must not cost more for a user with a
+        thousand conversations than for one with a single one."""
 
     @abc.abstractmethod
     def record_ack(

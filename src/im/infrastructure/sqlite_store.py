@@ -895,9 +895,17 @@ class _Tables:
         )
 
     def _remember_listed(self, pair: tuple[str, str]) -> None:
-        """(user, conversation) is in the table (both pairs of a
-        conversation are written together, always)."""
+        """(user, conversation) is in the table.
+
+        Any pair of a conversation, whoever put it here, proves that
+        both of its rows are: ``_list`` writes the two together or
+        neither, nothing deletes them, and a rollback (which could take
+        them back) empties this set (``abandon``). So an append may skip
+        the listing when either user's pair is known.
+        """
         listed = self._listed
+        if pair in listed:
+            return
         if len(listed) >= APPEND_CACHE_SIZE:
             listed.clear()
         listed.add(pair)
@@ -906,6 +914,8 @@ class _Tables:
         pair = (user, conversation)
         if pair in self._listed:
             return True
+        # Only a yes is remembered: a no would be wrong after the
+        # conversation's first message.
         found = self.db.execute(
             "SELECT 1 FROM direct_conversations"
             " WHERE user = ? AND conversation = ?",

@@ -454,13 +454,55 @@ def test_an_append_that_fails_after_its_row_loses_no_seq(path: Path) -> None:
         refused = m.append(draft(to_dave, "b", to="dave"))
         pump.until_done(refused)
         assert "dave refused" in str(refused.exception())
+        # Nobody takes part yet: the refused append is not remembered.
+        assert not pump.value(m.takes_part(UserId("dave"), to_dave))
+        assert not pump.value(m.takes_part(ALICE, to_dave))
         pump.value(store._call(sql("DROP TRIGGER refuse"), writes=False))
         again = pump.value(m.append(draft(to_dave, "c", to="dave")))
         assert again.message.seq == 1
         assert [
             x.client_message_id for x in all_messages(store, pump, to_dave)
         ] == ["c"]
-        assert pump.value(m.takes_part(UserId("dave"), to_dave))
+        # Listed for real this time (read from the table, not a cache).
+        assert pump.value(m.direct_conversations(UserId("dave"))) == (to_dave,)
+
+
+class CommitFails:
+    """The writer's connection, with ``COMMIT`` refused once."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+        self.armed = True
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if self.armed and sql == "COMMIT":
+            self.armed = False
+            raise sqlite3.OperationalError("cannot commit (test)")
+        return self.db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+
+def test_a_batch_that_cannot_commit_leaves_no_one_taking_part(
+    path: Path,
+) -> None:
+    # The writer remembers who takes part in which conversation once
+    # the rows are written; a batch rolled back takes the rows back, and
+    # must take what was remembered with them.
+    pump = Pump()
+    to_erin = ConversationId.direct(ALICE, UserId("erin"))
+    with SQLiteStore(path, pump.submit) as store:
+        m = store.messages
+        store._tables.db = CommitFails(store._tables.db)  # type: ignore[assignment]
+        refused = m.append(draft(to_erin, "a", to="erin"))
+        pump.until_done(refused)
+        assert "cannot commit" in str(refused.exception())
+        assert not pump.value(m.takes_part(UserId("erin"), to_erin))
+        assert not pump.value(m.takes_part(ALICE, to_erin))
+        # The next first message lists the conversation again.
+        pump.value(m.append(draft(to_erin, "b", to="erin")))
+        assert pump.value(m.direct_conversations(UserId("erin"))) == (to_erin,)
 
 
 class ReleaseFails:
