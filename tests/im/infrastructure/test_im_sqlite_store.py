@@ -467,17 +467,19 @@ def test_an_append_that_fails_after_its_row_loses_no_seq(path: Path) -> None:
         assert pump.value(m.direct_conversations(UserId("dave"))) == (to_dave,)
 
 
-class CommitFails:
-    """The writer's connection, with ``COMMIT`` refused once."""
+class RefusesOnce:
+    """The writer's connection, refusing the first statement that
+    begins with ``refused`` (one more than a test can arrange with a
+    trigger: ``COMMIT``, ``RELEASE``)."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, refused: str) -> None:
         self.db = db
-        self.armed = True
+        self.refused: str | None = refused
 
     def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        if self.armed and sql == "COMMIT":
-            self.armed = False
-            raise sqlite3.OperationalError("cannot commit (test)")
+        if self.refused is not None and sql.startswith(self.refused):
+            self.refused = None
+            raise sqlite3.OperationalError(f"cannot {sql.lower()} (test)")
         return self.db.execute(sql, *args)
 
     def __getattr__(self, name: str) -> Any:
@@ -494,7 +496,7 @@ def test_a_batch_that_cannot_commit_leaves_no_one_taking_part(
     to_erin = ConversationId.direct(ALICE, UserId("erin"))
     with SQLiteStore(path, pump.submit) as store:
         m = store.messages
-        store._tables.db = CommitFails(store._tables.db)  # type: ignore[assignment]
+        store._tables.db = RefusesOnce(store._tables.db, "COMMIT")  # type: ignore[assignment]
         refused = m.append(draft(to_erin, "a", to="erin"))
         pump.until_done(refused)
         assert "cannot commit" in str(refused.exception())
@@ -503,23 +505,6 @@ def test_a_batch_that_cannot_commit_leaves_no_one_taking_part(
         # The next first message lists the conversation again.
         pump.value(m.append(draft(to_erin, "b", to="erin")))
         assert pump.value(m.direct_conversations(UserId("erin"))) == (to_erin,)
-
-
-class ReleaseFails:
-    """The writer's connection, with ``RELEASE`` refused once."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        self.armed = True
-
-    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        if self.armed and sql.startswith("RELEASE"):
-            self.armed = False
-            raise sqlite3.OperationalError("cannot release (test)")
-        return self.db.execute(sql, *args)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.db, name)
 
 
 def test_a_savepoint_that_cannot_be_released_fails_its_batch(
@@ -531,7 +516,7 @@ def test_a_savepoint_that_cannot_be_released_fails_its_batch(
     group = Group.create(GroupId("g1"), "g", ALICE, (BOB,), 0)
     with SQLiteStore(path, pump.submit) as store:
         tables = store._tables
-        tables.db = ReleaseFails(tables.db)  # type: ignore[assignment]
+        tables.db = RefusesOnce(tables.db, "RELEASE")  # type: ignore[assignment]
         refused = store.groups.create(group)
         pump.until_done(refused)
         assert "cannot release" in str(refused.exception())
