@@ -17,6 +17,7 @@ from im.domain import (
     Pending,
     UserId,
 )
+from im.domain.records import fast_init
 
 from .messaging import SendMessage, SendOutcome
 
@@ -90,6 +91,7 @@ class ManageGroups:
         return self._groups.get(group_id).then(listed)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class NewGroup:
     """A group just created, and its first message on its way.

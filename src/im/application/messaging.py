@@ -29,6 +29,7 @@ from im.domain import (
     ServerAck,
     UserId,
 )
+from im.domain.records import fast_init
 
 from ._access import conversation_floor
 
@@ -39,6 +40,7 @@ from ._access import conversation_floor
 MAX_PAGE_SIZE = 200
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SendOutcome:
     """What the interface layer does after a send.
@@ -238,6 +240,7 @@ class AcknowledgeDelivery:
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SyncPage:
     """One page of a device's backlog (SYNC_PAGE).
@@ -348,6 +351,7 @@ def _page_limit(limit: int) -> int:
     return min(limit, MAX_PAGE_SIZE)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
     """Messages before a seq, ascending (HISTORY_PAGE). ``has_more``:

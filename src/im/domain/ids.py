@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import NewType
 
 from .errors import InvalidArgument
+from .records import fast_init
 
 UserId = NewType("UserId", str)
 DeviceId = NewType("DeviceId", str)
@@ -47,6 +48,7 @@ class ChatType(enum.IntEnum):
     GROUP = 2
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DeviceAddress:
     """One device of one user: the unit that holds a session and acks."""
@@ -58,6 +60,7 @@ class DeviceAddress:
         return f"{self.user}/{self.device}"
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, order=True)
 class ConversationId:
     """The id of one ordered log of messages (see the module docstring).

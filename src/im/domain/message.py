@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from .errors import InvalidArgument
 from .ids import ChatType, ConversationId, DeviceAddress, UserId
+from .records import fast_init
 
 
 class ContentType(enum.IntEnum):
@@ -44,6 +45,7 @@ class ContentType(enum.IntEnum):
 FIRST_SERVER_CONTENT_TYPE = 0xFF00
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class MessageDraft:
     """A message that the server accepted but has not stored yet.
@@ -83,6 +85,7 @@ class MessageDraft:
         )
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Message:
     """A stored message: immutable, with its place in its conversation."""
@@ -103,6 +106,7 @@ class Message:
         return self.conversation_id.chat_type
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ServerAck:
     """What the sender is told once its message is stored (SERVER_ACK)."""

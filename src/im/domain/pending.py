@@ -95,6 +95,15 @@ class Pending(Generic[T]):
 
     def then(self, step: Callable[[T], U]) -> Pending[U]:
         """A Pending of ``step(value)``, failed if this or ``step`` fails."""
+        if self._state == _RESOLVED:
+            # Already there (the in-memory store's every answer): the
+            # step runs now, as the callback below would, without the
+            # callback and its closure, which a message's path would
+            # otherwise build several times over.
+            try:
+                return Pending.of(step(self._value))  # type: ignore[arg-type]
+            except Exception as error:
+                return Pending.failure(error)
         out: Pending[U] = Pending()
 
         def run(done: Pending[T]) -> None:
@@ -113,6 +122,12 @@ class Pending(Generic[T]):
 
     def chain(self, step: Callable[[T], Pending[U]]) -> Pending[U]:
         """Like ``then``, for a step that itself returns a Pending."""
+        if self._state == _RESOLVED:
+            # As in ``then``: the step's own Pending is the answer.
+            try:
+                return step(self._value)  # type: ignore[arg-type]
+            except Exception as error:
+                return Pending.failure(error)
         out: Pending[U] = Pending()
 
         def forward(inner: Pending[U]) -> None:

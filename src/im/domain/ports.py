@@ -27,8 +27,10 @@ from .group import Group
 from .ids import ConversationId, DeviceAddress, GroupId, UserId
 from .message import Message, MessageDraft
 from .pending import Pending
+from .records import fast_init
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Appended:
     """The outcome of ``MessageStore.append``.
@@ -41,6 +43,7 @@ class Appended:
     duplicate: bool
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class MessagePage:
     """Messages of one conversation in ascending seq, and whether the
@@ -51,6 +54,7 @@ class MessagePage:
     has_more: bool
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class BacklogStart:
     """Where a backlog read begins in one conversation: after the larger

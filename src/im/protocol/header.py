@@ -27,6 +27,8 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
+from im.domain.records import fast_init
+
 from .constants import HEADER_SIZE, MAGIC, VERSION
 from .errors import BadHeaderError, BadMagicError, UnsupportedVersionError
 
@@ -37,6 +39,7 @@ _MAGIC_0, _MAGIC_1 = MAGIC
 assert _HEADER.size == HEADER_SIZE
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Header:
     """A decoded header. ``serializer`` and ``packet_type`` are the raw

@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Final
 
+from im.domain.records import fast_init
+
 from ._schema import (
     Binary,
     Boolean,
@@ -176,6 +178,7 @@ def _check_text(content_type: int, content: bytes) -> None:
 # -- records inside packets ---------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Message:
     """A stored message, as pushed, synced and paged.
@@ -199,6 +202,7 @@ class Message:
         _check_text(self.content_type, self.content)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ConversationSeq:
     """A position in a conversation: everything up to ``seq``."""
@@ -232,6 +236,7 @@ _TO_CLIENT: Final = Direction.TO_CLIENT
 # -- session ------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Login(Packet):
     """Open a session. Replies: LOGIN_OK, or LOGIN_FAILED then close."""
@@ -244,6 +249,7 @@ class Login(Packet):
     client_version: Id
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class LoginOk(Packet):
     """The session is open. The client pings every
@@ -262,6 +268,7 @@ class LoginOk(Packet):
     server_time: U64
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class LoginFailed(Packet):
     """The login was refused (BAD_TOKEN, TOKEN_EXPIRED...)."""
@@ -273,6 +280,7 @@ class LoginFailed(Packet):
     reason: Text
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Ping(Packet):
     """The client's heartbeat. Reply: PONG."""
@@ -281,6 +289,7 @@ class Ping(Packet):
     DIRECTION: ClassVar = _TO_SERVER
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Pong(Packet):
     """The answer to PING, echoing its request id (so a client may time
@@ -290,6 +299,7 @@ class Pong(Packet):
     DIRECTION: ClassVar = _TO_CLIENT
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Kicked(Packet):
     """The server ends this session (REPLACED by a newer login of the
@@ -302,6 +312,7 @@ class Kicked(Packet):
     reason: Text
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Error(Packet):
     """Something the client sent was refused. ``code`` is an
@@ -319,6 +330,7 @@ class Error(Packet):
 # -- messages -----------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SendToUser(Packet):
     """Send a direct message. ``client_message_id`` is the client's own
@@ -337,6 +349,7 @@ class SendToUser(Packet):
         _check_text(self.content_type, self.content)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SendToGroup(Packet):
     """Send a message to a group the sender is a member of. As
@@ -354,6 +367,7 @@ class SendToGroup(Packet):
         _check_text(self.content_type, self.content)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ServerAck(Packet):
     """The message is stored: here are its id and place."""
@@ -368,6 +382,7 @@ class ServerAck(Packet):
     timestamp: U64
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Push(Packet):
     """A message for this device, live. The device answers with
@@ -380,6 +395,7 @@ class Push(Packet):
     message: Annotated[Message, RecordOf(Message)]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DeliveryAck(Packet):
     """This device has every message of the conversation up to ``seq``
@@ -395,6 +411,7 @@ class DeliveryAck(Packet):
 # -- sync and history ---------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SyncRequest(Packet):
     """Ask for what this device missed, a page at a time.
@@ -414,6 +431,7 @@ class SyncRequest(Packet):
     limit: U16
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SyncPage(Packet):
     """Missed messages, in seq order within each conversation.
@@ -428,6 +446,7 @@ class SyncPage(Packet):
     next_cursor: Text
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HistoryRequest(Packet):
     """Ask for up to ``limit`` messages of a conversation older than
@@ -441,6 +460,7 @@ class HistoryRequest(Packet):
     limit: U16
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class HistoryPage(Packet):
     """Older messages in ascending seq order; ``has_more`` says there are
@@ -457,6 +477,7 @@ class HistoryPage(Packet):
 # -- groups -------------------------------------------------------------------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CreateGroup(Packet):
     """Create a group with the sender and ``members`` in it.
@@ -469,6 +490,7 @@ class CreateGroup(Packet):
     members: Ids
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class GroupCreated(Packet):
     """The new group, and the conversation its messages go to."""
@@ -481,6 +503,7 @@ class GroupCreated(Packet):
     name: Text
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class JoinGroup(Packet):
     """Become a member. Reply: GROUP_JOINED."""
@@ -491,6 +514,7 @@ class JoinGroup(Packet):
     group_id: Id
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class GroupJoined(Packet):
     """The sender is a member of the group."""
@@ -502,6 +526,7 @@ class GroupJoined(Packet):
     conversation_id: Id
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class LeaveGroup(Packet):
     """Stop being a member. Reply: GROUP_LEFT."""
@@ -512,6 +537,7 @@ class LeaveGroup(Packet):
     group_id: Id
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class GroupLeft(Packet):
     """The sender is no longer a member of the group."""
@@ -522,6 +548,7 @@ class GroupLeft(Packet):
     group_id: Id
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class ListMembers(Packet):
     """Ask who is in a group. Reply: MEMBER_LIST."""
@@ -532,6 +559,7 @@ class ListMembers(Packet):
     group_id: Id
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class MemberList(Packet):
     """The members of a group (user ids)."""

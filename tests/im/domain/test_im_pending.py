@@ -62,3 +62,26 @@ def test_misuse_is_reported() -> None:
         pending.resolve(2)
     with pytest.raises(PendingStateError):
         pending.fail(ValueError())
+
+
+def test_steps_on_a_done_pending_run_before_then_returns() -> None:
+    # The in-memory store answers at once; its callers' steps must run
+    # in the same call, so that a reply is queued before the next read.
+    seen: list[int] = []
+    doubled = Pending.of(2).then(lambda v: seen.append(v) or v * 2)
+    assert seen == [2]
+    assert doubled.result() == 4
+    assert Pending.of(3).chain(lambda v: Pending.of(v + 1)).result() == 4
+
+
+def test_a_step_that_raises_fails_its_result_instead_of_raising() -> None:
+    def broken(value: int) -> Pending[int]:
+        raise KeyError(value)
+
+    for done in (Pending.of(1), Pending()):
+        chained = done.chain(broken)
+        then = done.then(broken)
+        if not done.done:
+            done.resolve(1)
+        assert isinstance(chained.exception(), KeyError)
+        assert isinstance(then.exception(), KeyError)
