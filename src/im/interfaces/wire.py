@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Final, TypeVar
 
-import msgpack
-
 from im import protocol
 from im.application import HistoryPage, SyncPage
 from im.domain import Message, ServerAck
@@ -23,6 +21,7 @@ from im.protocol import (
     PacketType,
     Serializer,
     encode_trusted,
+    pack_msgpack,
 )
 from im.protocol.header import encode_header
 
@@ -125,7 +124,7 @@ def encode_push(message: Message, serializer: Serializer) -> bytes:
         message.content_type,
         message.body,
     ]
-    return _PUSH_HEADER + msgpack.packb([record], use_bin_type=True)
+    return _PUSH_HEADER + pack_msgpack([record])
 
 
 def encode_ack(ack: ServerAck, request_id: int, serializer: int) -> bytes:
@@ -141,7 +140,7 @@ def encode_ack(ack: ServerAck, request_id: int, serializer: int) -> bytes:
         ack.timestamp_ms,
     ]
     header = encode_header(PacketType.SERVER_ACK, request_id, serializer)
-    return header + msgpack.packb(fields, use_bin_type=True)
+    return header + pack_msgpack(fields)
 
 
 def _estimate(message: Message, serializer: Serializer) -> int:

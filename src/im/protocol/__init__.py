@@ -33,6 +33,7 @@ from .codec import (
     encode_error,
     encode_frame,
     encode_trusted,
+    pack_msgpack,
 )
 from .constants import (
     HEADER_SIZE,
@@ -177,4 +178,5 @@ __all__ = [
     "encode_error",
     "encode_frame",
     "encode_trusted",
+    "pack_msgpack",
 ]

