@@ -64,11 +64,14 @@ class InMemoryMessageStore(MessageStore):
         timeline = self._timelines.get(conversation)
         if timeline is None:
             timeline = self._timelines[conversation] = Timeline(conversation)
+            # A direct conversation begins with its first message: from
+            # then on it is one of both people's, and every later
+            # message finds them listed already.
+            if conversation.group is None:
+                for user in (sender, UserId(draft.to)):
+                    self._direct.setdefault(user, {})[conversation] = None
         message = timeline.append(draft)
         sent_by[draft.client_message_id] = message
-        if conversation.group is None:
-            for user in (draft.sender.user, UserId(draft.to)):
-                self._direct.setdefault(user, {})[conversation] = None
         return Pending.of(Appended(message, duplicate=False))
 
     def last_seq(self, conversation: ConversationId) -> Pending[int]:
