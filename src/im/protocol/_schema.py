@@ -108,11 +108,12 @@ class Kind:
         """A value from the serializer, checked and made Python's."""
         raise NotImplementedError
 
-    def accepts_as_is(self) -> Callable[[Any], bool] | None:
-        """A test that is True exactly when ``load`` (msgpack) would
-        return the value itself, unchanged; None when no cheap test
-        exists. It only decides the fast path: a False sends the value
-        to ``load``, which takes it or words the error."""
+    def as_is_test(self, value: str) -> str | None:
+        """Python source of a test that is True exactly when ``load``
+        (msgpack) would return the variable ``value`` itself, unchanged;
+        None when no cheap test exists. It only decides the fast path: a
+        False sends the value to ``load``, which takes it or words the
+        error."""
         return None
 
 
@@ -130,9 +131,9 @@ class Unsigned(Kind):
     def load(self, value: Any, as_json: bool) -> int:
         return self._check(value)
 
-    def accepts_as_is(self) -> Callable[[Any], bool]:
-        bits = self.bits
-        return lambda v: type(v) is int and v >= 0 and v.bit_length() <= bits
+    def as_is_test(self, value: str) -> str:
+        # 0 <= v < 2**bits is the bit_length test of _check, in one step.
+        return f"type({value}) is int and 0 <= {value} < {1 << self.bits}"
 
     def _check(self, value: Any) -> int:
         # bool is an int to Python, not to msgpack or JSON.
@@ -186,11 +187,13 @@ class String(Kind):
     def load(self, value: Any, as_json: bool) -> str:
         return self._check(value)
 
-    def accepts_as_is(self) -> Callable[[Any], bool]:
+    def as_is_test(self, value: str) -> str:
         # msgpack's strings are UTF-8 already; only ASCII is taken here,
         # the rest goes by ``_check`` (which also tests for surrogates).
-        limit = self.max_length
-        return lambda v: type(v) is str and len(v) <= limit and v.isascii()
+        return (
+            f"type({value}) is str and len({value}) <= {self.max_length}"
+            f" and {value}.isascii()"
+        )
 
     def _check(self, value: Any) -> str:
         if not isinstance(value, str):
@@ -231,9 +234,8 @@ class Binary(Kind):
         self._check_size(value)
         return base64.b64encode(value).decode("ascii") if as_json else value
 
-    def accepts_as_is(self) -> Callable[[Any], bool]:
-        limit = self.max_size
-        return lambda v: type(v) is bytes and len(v) <= limit
+    def as_is_test(self, value: str) -> str:
+        return f"type({value}) is bytes and len({value}) <= {self.max_size}"
 
     def load(self, value: Any, as_json: bool) -> bytes:
         data = _from_base64(value) if as_json else value
@@ -267,8 +269,8 @@ class Boolean(Kind):
     def dump(self, value: Any, as_json: bool) -> bool:
         return self.load(value, as_json)
 
-    def accepts_as_is(self) -> Callable[[Any], bool]:
-        return lambda v: type(v) is bool
+    def as_is_test(self, value: str) -> str:
+        return f"type({value}) is bool"
 
     def load(self, value: Any, as_json: bool) -> bool:
         if not isinstance(value, bool):
@@ -330,7 +332,7 @@ class Schema:
     every field passed its own check.
     """
 
-    __slots__ = ("_accepts", "_values", "cls", "fields", "names", "validate")
+    __slots__ = ("_as_is", "_values", "cls", "fields", "names", "validate")
 
     def __init__(self, cls: type, fields: list[tuple[str, Kind]]) -> None:
         self.cls = cls
@@ -340,7 +342,7 @@ class Schema:
             cls, "_validate", None
         )
         self._values: Callable[[Any], Any] | None = None
-        self._accepts: tuple[Callable[[Any], bool], ...] | None = None
+        self._as_is: Callable[[Any], Any] | None = None
 
     def values(self, record: Any) -> Any:
         """The record as msgpack writes it, *without* the checks: the
@@ -369,16 +371,11 @@ class Schema:
             # is already what its field takes, unchanged. Anything else
             # (or a record with nested fields) goes the long way below,
             # which also words the error.
-            accepts = self._accepts
-            if accepts is None:
-                accepts = self._accepts = _accepts_of(self)
-            if (
-                accepts
-                and type(wire) is list
-                and len(wire) == len(accepts)
-                and all(map(_accepted, accepts, wire))
-            ):
-                record = self.cls(*wire)
+            as_is = self._as_is
+            if as_is is None:
+                as_is = self._as_is = _as_is_loader(self)
+            record = as_is(wire)
+            if record is not None:
                 if self.validate is not None:
                     self.validate(record)
                 return record
@@ -435,21 +432,51 @@ class Schema:
         return [wire[name] for name in self.names]
 
 
-def _accepted(accept: Callable[[Any], bool], value: Any) -> bool:
-    return accept(value)
+def _no_fast_path(wire: Any) -> None:
+    return None
 
 
-def _accepts_of(schema: Schema) -> tuple[Callable[[Any], bool], ...]:
-    """For a record of flat fields only (integers, strings, bytes,
-    flags), one test per field: True when the slow path would take the
-    msgpack value as it is. Empty for any other record: no fast path."""
-    accepts = []
-    for _, kind in schema.fields:
-        accept = kind.accepts_as_is()
-        if accept is None:
-            return ()
-        accepts.append(accept)
-    return tuple(accepts)
+def _as_is_loader(schema: Schema) -> Callable[[Any], Any]:
+    """The fast path of ``Schema.load`` for one record class: given a
+    msgpack value, the record made of it when every field's value is
+    one the slow path would take as it is, else None.
+
+    Only for records of flat fields (integers, strings, bytes, flags);
+    any other record gets a loader that always says None. The fields'
+    tests are written into one generated function, as ``dataclasses``
+    writes ``__init__``: one call per packet, where a test function per
+    field cost a call each (measured: 1.7 us for SEND_TO_USER's four
+    fields, against 0.6 us generated).
+    """
+    tests = []
+    for index, (_, kind) in enumerate(schema.fields):
+        test = kind.as_is_test(f"v{index}")
+        if test is None:
+            return _no_fast_path
+        tests.append(f"({test})")
+    values = ", ".join(f"v{index}" for index in range(len(tests)))
+    if not tests:
+        source = (
+            "def load(wire):\n"
+            "    if type(wire) is list and not wire:\n"
+            "        return cls()\n"
+            "    return None\n"
+        )
+    else:
+        # "v0, = wire" unpacks a one-field record like the others.
+        source = (
+            "def load(wire):\n"
+            f"    if type(wire) is not list or len(wire) != {len(tests)}:\n"
+            "        return None\n"
+            f"    {values}, = wire\n"
+            f"    if {' and '.join(tests)}:\n"
+            f"        return cls({values})\n"
+            "    return None\n"
+        )
+    namespace: dict[str, Any] = {"cls": schema.cls}
+    exec(source, namespace)  # the source is built from our own kinds only
+    loader: Callable[[Any], Any] = namespace["load"]
+    return loader
 
 
 def _each_values(

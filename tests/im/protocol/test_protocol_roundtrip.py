@@ -31,7 +31,7 @@ from im.protocol import (
     encode,
     encode_trusted,
 )
-from im.protocol._schema import FieldError, schema_of
+from im.protocol._schema import Binary, FieldError, String, Unsigned, schema_of
 
 # 48 tests (24 types, 2 serializers): few examples each keeps the suite
 # fast; the strategies put the edges among them.
@@ -212,3 +212,56 @@ def test_the_fast_path_of_decoding_agrees_with_the_checked_one(
             return error.code, error.message, error.path
 
     assert outcome(schema.load) == outcome(schema.load_checked)
+
+
+def edge_values(kind: Any) -> list[Any]:
+    """Values on both sides of each limit a kind's fast test checks."""
+    values: list[Any] = [None, True, False, 0, -1, "", b"", [], 1.0]
+    if isinstance(kind, Unsigned):
+        top = (1 << kind.bits) - 1
+        values += [top, top + 1, 2**64, 2**64 - 1]
+    if isinstance(kind, String):
+        n = kind.max_length
+        values += ["a" * n, "a" * (n + 1), "é", "é" * n, "\ud800", b"a"]
+    if isinstance(kind, Binary):
+        n = kind.max_size
+        values += [b"x" * n, b"x" * (n + 1), bytearray(b"x"), "x"]
+    return values
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+@settings(max_examples=2, deadline=None)
+@given(data=st.data())
+def test_the_fast_path_agrees_at_every_limit(
+    cls: type[Packet], data: st.DataObject
+) -> None:
+    schema = schema_of(cls)
+    valid = list(schema.values(data.draw(records(cls))))
+
+    def outcome(load: Any, wire: Any) -> Any:
+        try:
+            return strict(load(wire, False))
+        except FieldError as error:
+            return error.code, error.message, error.path
+
+    def agree(wire: Any) -> None:
+        fast = outcome(schema.load, wire)
+        assert fast == outcome(schema.load_checked, wire), wire
+
+    for index, (_, kind) in enumerate(schema.fields):
+        for value in edge_values(kind):
+            agree([*valid[:index], value, *valid[index + 1 :]])
+    for wire in ([*valid, 0], valid[:-1], tuple(valid), {}, None):
+        agree(wire)
+
+
+def test_a_flat_packet_is_built_by_the_generated_loader() -> None:
+    schema = schema_of(SendToUser)
+    wire = ["c-1", "bob", int(ContentType.TEXT), b"hello"]
+    assert schema.load(wire, False) == SendToUser("c-1", "bob", 1, b"hello")
+    fast_path = schema._as_is
+    assert fast_path is not None
+    assert fast_path(wire) == SendToUser("c-1", "bob", 1, b"hello")
+    # Anything the fast path does not take goes to the checked one.
+    assert fast_path(["c-1", "bob", 1, "text, not bytes"]) is None
+    assert fast_path(["c-1", "bób", 1, b"hello"]) is None
