@@ -17,7 +17,7 @@ from im.domain import (
     Pending,
     UserId,
 )
-from im.domain.records import fast_init
+from im.records import fast_init
 
 from .messaging import SendMessage, SendOutcome
 

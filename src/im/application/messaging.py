@@ -29,7 +29,7 @@ from im.domain import (
     ServerAck,
     UserId,
 )
-from im.domain.records import fast_init
+from im.records import fast_init
 
 from ._access import conversation_floor
 

@@ -25,8 +25,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import NewType
 
+from im.records import fast_init
+
 from .errors import InvalidArgument
-from .records import fast_init
 
 UserId = NewType("UserId", str)
 DeviceId = NewType("DeviceId", str)

@@ -24,9 +24,10 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from im.records import fast_init
+
 from .errors import InvalidArgument
 from .ids import ChatType, ConversationId, DeviceAddress, UserId
-from .records import fast_init
 
 
 class ContentType(enum.IntEnum):

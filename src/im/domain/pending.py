@@ -122,33 +122,39 @@ class Pending(Generic[T]):
 
     def chain(self, step: Callable[[T], Pending[U]]) -> Pending[U]:
         """Like ``then``, for a step that itself returns a Pending."""
-        if self._state == _RESOLVED:
-            # As in ``then``: the step's own Pending is the answer.
-            try:
-                return step(self._value)  # type: ignore[arg-type]
-            except Exception as error:
-                return Pending.failure(error)
         out: Pending[U] = Pending()
-
-        def forward(inner: Pending[U]) -> None:
-            if inner._error is not None:
-                out.fail(inner._error)
-            else:
-                out.resolve(inner._value)  # type: ignore[arg-type]
+        if self._state == _RESOLVED:
+            # As in ``then``: the step runs now, without a callback.
+            self._chain_step(step, out)
+            return out
 
         def run(done: Pending[T]) -> None:
             if done._error is not None:
                 out.fail(done._error)
-                return
-            try:
-                inner = step(done._value)  # type: ignore[arg-type]
-            except Exception as error:
-                out.fail(error)
             else:
-                inner.add_done_callback(forward)
+                done._chain_step(step, out)
 
         self.add_done_callback(run)
         return out
+
+    def _chain_step(
+        self, step: Callable[[T], Pending[U]], out: Pending[U]
+    ) -> None:
+        # ``out`` is a Pending of its own, not the step's: whoever else
+        # holds the step's Pending keeps its place among its callbacks.
+        try:
+            inner = step(self._value)  # type: ignore[arg-type]
+        except Exception as error:
+            out.fail(error)
+        else:
+            inner.add_done_callback(out._complete_as)
+
+    def _complete_as(self, done: Pending[T]) -> None:
+        """Complete the way ``done`` did."""
+        if done._error is not None:
+            self.fail(done._error)
+        else:
+            self.resolve(done._value)  # type: ignore[arg-type]
 
     def _complete(
         self, state: int, value: T | None, error: Exception | None

@@ -23,11 +23,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from im.records import fast_init
+
 from .group import Group
 from .ids import ConversationId, DeviceAddress, GroupId, UserId
 from .message import Message, MessageDraft
 from .pending import Pending
-from .records import fast_init
 
 
 @fast_init

@@ -172,7 +172,9 @@ def _msgpack_dumps(wire: Any) -> bytes:
 # is state that two threads (a server's loop and a client's thread, say)
 # must not share, and msgpack does not promise that a pack is atomic,
 # even if today it runs in C from start to end. (A failed pack empties
-# the buffer, so an error cannot leave bytes behind for the next one.)
+# the buffer, so an error cannot leave bytes behind for the next one.
+# Each Packer keeps the buffer its largest pack needed: a body's worth,
+# at most MAX_BODY_SIZE, per thread that encodes.)
 _packers = threading.local()
 
 

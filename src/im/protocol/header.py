@@ -27,7 +27,7 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-from im.domain.records import fast_init
+from im.records import fast_init
 
 from .constants import HEADER_SIZE, MAGIC, VERSION
 from .errors import BadHeaderError, BadMagicError, UnsupportedVersionError

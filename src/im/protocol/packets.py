@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, Final
 
-from im.domain.records import fast_init
+from im.records import fast_init
 
 from ._schema import (
     Binary,

@@ -85,3 +85,20 @@ def test_a_step_that_raises_fails_its_result_instead_of_raising() -> None:
             done.resolve(1)
         assert isinstance(chained.exception(), KeyError)
         assert isinstance(then.exception(), KeyError)
+
+
+def test_a_chain_gives_its_own_pending_even_when_the_step_ran_at_once() -> (
+    None
+):
+    # The step's Pending may have other listeners; the chain's caller
+    # hears of the outcome first, as it would had the step run later.
+    inner: Pending[int] = Pending()
+    heard: list[str] = []
+    out = Pending.of(1).chain(lambda _: inner)
+    assert out is not inner
+    inner.add_done_callback(lambda _: heard.append("other listener"))
+    out.add_done_callback(
+        lambda p: heard.append(f"chain's caller {p.result()}")
+    )
+    inner.resolve(5)
+    assert heard == ["chain's caller 5", "other listener"]

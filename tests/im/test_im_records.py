@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import typing
 from dataclasses import dataclass
 
 import pytest
 
-from im.domain.records import fast_init
+from im.records import fast_init
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,7 @@ def test_post_init_runs() -> None:
 def test_the_fast_init_is_the_one_in_use() -> None:
     assert Fast.__init__ is not Slow.__init__
     assert Fast.__init__.__qualname__ == "Fast.__init__"
-    assert "_set_0" in Fast.__init__.__code__.co_names
+    assert "_fast_init_set_0" in Fast.__init__.__code__.co_names
 
 
 def test_what_it_cannot_reproduce_is_refused() -> None:
@@ -99,6 +100,49 @@ def test_what_it_cannot_reproduce_is_refused() -> None:
         x: int
         scale: dataclasses.InitVar[int] = 1
 
-    for cls in (NoSlots, NotFrozen, Factory, KeywordOnly, WithInitVar):
+    @dataclass(frozen=True, slots=True)
+    class OwnInit:
+        x: int
+
+        def __init__(self, x: int) -> None:
+            object.__setattr__(self, "x", x * 2)
+
+    @dataclass(frozen=True, slots=True)
+    class FieldNamedSelf:
+        self: int
+
+    @dataclass(frozen=True, slots=True)
+    class FieldNamedLikeTheGeneratedCode:
+        _fast_init_set_0: int
+
+    refused = (
+        NoSlots,
+        NotFrozen,
+        Factory,
+        KeywordOnly,
+        WithInitVar,
+        OwnInit,
+        FieldNamedSelf,
+        FieldNamedLikeTheGeneratedCode,
+    )
+    for cls in refused:
         with pytest.raises(TypeError, match=cls.__name__):
             fast_init(cls)
+    assert OwnInit(2).x == 4  # left as it was
+
+
+def test_a_subclass_fills_the_slots_it_inherits() -> None:
+    @fast_init
+    @dataclass(frozen=True, slots=True)
+    class Labelled(Fast):
+        label: str = "none"
+
+    record = Labelled("a", 5, "x")
+    assert (record.name, record.count, record.label) == ("a", 5, "x")
+    assert Labelled("b").count == 3
+
+
+def test_the_argument_types_can_still_be_read() -> None:
+    assert typing.get_type_hints(Fast.__init__) == typing.get_type_hints(
+        Slow.__init__
+    )
