@@ -37,6 +37,7 @@ from im.client import (
 )
 from im.protocol import (
     MAX_CONTENT_SIZE,
+    MAX_FRAME_SIZE,
     ContentType,
     Error,
     ErrorCode,
@@ -546,6 +547,12 @@ def test_garbage_closes_only_the_connection_that_sent_it(server):
     # "GET " read as a length is 1.2 GB: refused on its four bytes.
     [error] = http.packets_until_closed(timeout=2.0)
     assert error.code == ErrorCode.FRAME_TOO_LONG and error.will_close
+    # In the protocol's units (docs/protocol.md): the bytes after the
+    # length prefix, against MAX_FRAME_SIZE, as the client's reader says.
+    assert error.text == (
+        f"peer announced a frame of {int.from_bytes(b'GET ', 'big')} "
+        f"bytes, more than {MAX_FRAME_SIZE}"
+    )
     bad_magic = server.raw()
     bad_magic.send(len(b"hello, world").to_bytes(4, "big") + b"hello, world")
     [error] = bad_magic.packets_until_closed(timeout=2.0)

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Final
 
-from codec import FrameError
+from codec import FrameError, TooLongFrameError
 from im.application import NewGroup, SendOutcome
 from im.domain import (
     ConversationId,
@@ -39,6 +39,8 @@ from im.domain import (
 )
 from im.infrastructure.tokens import TokenError, verify_token
 from im.protocol import (
+    LENGTH_PREFIX_SIZE,
+    MAX_FRAME_SIZE,
     CreateGroup,
     DeliveryAck,
     Direction,
@@ -107,6 +109,23 @@ def _close_after(ctx: ChannelHandlerContext, data: bytes) -> None:
     channel.close_gracefully()
 
 
+def _framing_error_text(error: FrameError) -> str:
+    """The error in the protocol's own units.
+
+    The reactor's decoder counts the 4-byte length prefix in a frame's
+    length (its limit is MAX_FRAME_SIZE + 4); docs/protocol.md and the
+    client's FrameReader count only what follows the prefix. A peer is
+    told the figures the protocol documents.
+    """
+    if isinstance(error, TooLongFrameError) and error.frame_length is not None:
+        announced = error.frame_length - LENGTH_PREFIX_SIZE
+        return (
+            f"peer announced a frame of {announced} bytes, more than "
+            f"{MAX_FRAME_SIZE}"
+        )
+    return str(error)
+
+
 class ConnectionLog:
     """Why each connection ended, for its one "closed" log line."""
 
@@ -167,9 +186,10 @@ class ProtocolCodec(ChannelInboundHandler):
             # The length prefix was over the limit or impossible: the
             # frame decoder found it before buffering anything.
             self._broken = True
-            self.closing.note(f"framing error: {exc}")
-            log.warning("%r: %s", ctx.channel, exc)
-            reply = Error(ErrorCode.FRAME_TOO_LONG, str(exc)[:1024], True)
+            text = _framing_error_text(exc)
+            self.closing.note(f"framing error: {text}")
+            log.warning("%r: %s", ctx.channel, text)
+            reply = Error(ErrorCode.FRAME_TOO_LONG, text[:1024], True)
             _close_after(ctx, encode(reply))
             return
         if isinstance(exc, ConnectionError):
