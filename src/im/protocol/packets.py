@@ -163,8 +163,8 @@ Chat = Annotated[ChatType, OneOf(ChatType)]
 
 def _check_text(content_type: int, content: bytes) -> None:
     """TEXT content must be UTF-8; other content types are opaque."""
-    if content_type != ContentType.TEXT:
-        return
+    if content_type != ContentType.TEXT or content.isascii():
+        return  # opaque, or ASCII: UTF-8 without decoding a str from it
     try:
         content.decode("utf-8")
     except UnicodeDecodeError as exc:
