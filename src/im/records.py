@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 import types
 from typing import Any, TypeVar
 
@@ -63,12 +64,14 @@ def fast_init(cls: _R) -> _R:
             f"{cls.__name__}: fast_init needs a dataclass made with "
             "frozen=True and slots=True"
         )
-    generated = vars(cls).get("__init__")
+    generated: Any = vars(cls).get("__init__")
+    code = getattr(generated, "__code__", None)
     # dataclass writes its methods with exec, so their code says it came
     # from "<string>"; an __init__ written in the class comes from a file,
     # and replacing it would silently change what the class does.
-    if generated is None or generated.__code__.co_filename != "<string>":
+    if code is None or code.co_filename != "<string>":
         raise TypeError(f"{cls.__name__}: has an __init__ of its own")
+    # The names the generated code uses: slot setters and defaults.
     namespace: dict[str, Any] = {}
     arguments = []
     body = []
@@ -91,10 +94,24 @@ def fast_init(cls: _R) -> _R:
         body.append(f"    {setter}({_SELF}, {name})")
     if hasattr(cls, "__post_init__"):
         body.append(f"    {_SELF}.__post_init__()")
-    header = f"def __init__({', '.join([_SELF, *arguments])}):"
-    source = "\n".join([header, *(body or ["    pass"])])
-    exec(source, namespace)  # the source is built from field names only
-    init = namespace["__init__"]
+    # As dataclass does: __init__ is made inside a function that takes
+    # our names as arguments (they become the closure's), and that runs
+    # in the class's module, whose globals the __init__ then has, so its
+    # annotations name what the module names.
+    maker = f"{_PREFIX}make"
+    source = "\n".join(
+        [
+            f"def {maker}({', '.join(namespace)}):",
+            f"  def __init__({', '.join([_SELF, *arguments])}):",
+            *[f"  {line}" for line in body or ["    pass"]],
+            "  return __init__",
+        ]
+    )
+    module = sys.modules.get(cls.__module__)
+    module_globals = vars(module) if module is not None else {}
+    made: dict[str, Any] = {}
+    exec(source, module_globals, made)  # built from field names only
+    init = made[maker](**namespace)
     # Anything the dataclass's own __init__ would do differently (an
     # InitVar parameter, say) shows as a different signature: refuse it.
     if _parameters(init) != _parameters(generated):
@@ -115,8 +132,8 @@ def _slot(cls: type, name: str) -> Any:
     # A subclass's slots hold only its own fields; the inherited ones
     # have their descriptors in the class that declared them.
     for klass in cls.__mro__:
-        descriptor = vars(klass).get(name)
-        if descriptor is not None:
+        if name in vars(klass):
+            descriptor = vars(klass)[name]
             if not isinstance(descriptor, types.MemberDescriptorType):
                 break
             return descriptor
