@@ -45,7 +45,11 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from codec import LengthFieldBasedFrameDecoder, LengthFieldPrepender
+from codec import (
+    LengthFieldBasedFrameDecoder,
+    LengthFieldPrepender,
+    TooLongFrameError,
+)
 from im.protocol import (
     LENGTH_PREFIX_SIZE,
     MAX_FRAME_SIZE,
@@ -54,6 +58,7 @@ from im.protocol import (
     LoginFailed,
     LoginOk,
     SyncPage,
+    frame_too_long,
 )
 from reactor import (
     Bootstrap,
@@ -461,6 +466,9 @@ class Connection:
 
     def _failed(self, exc: BaseException) -> None:
         # A framing error or a socket error; the channel closes next.
+        if isinstance(exc, TooLongFrameError) and exc.frame_length is not None:
+            # Told in the protocol's units, as the server tells its peers.
+            exc = frame_too_long(exc.frame_length - LENGTH_PREFIX_SIZE)
         if self._close_reason is None:
             self._close_reason = ConnectionLost(f"connection failed: {exc}")
 

@@ -40,7 +40,6 @@ from im.domain import (
 from im.infrastructure.tokens import TokenError, verify_token
 from im.protocol import (
     LENGTH_PREFIX_SIZE,
-    MAX_FRAME_SIZE,
     CreateGroup,
     DeliveryAck,
     Direction,
@@ -70,6 +69,7 @@ from im.protocol import (
     encode,
     encode_error,
     encode_trusted,
+    frame_too_long,
 )
 from reactor import ChannelHandlerContext, ChannelInboundHandler
 from reactor.handlers.idle import IdleState, IdleStateEvent
@@ -110,19 +110,11 @@ def _close_after(ctx: ChannelHandlerContext, data: bytes) -> None:
 
 
 def _framing_error_text(error: FrameError) -> str:
-    """The error in the protocol's own units.
-
-    The reactor's decoder counts the 4-byte length prefix in a frame's
-    length (its limit is MAX_FRAME_SIZE + 4); docs/protocol.md and the
-    client's FrameReader count only what follows the prefix. A peer is
-    told the figures the protocol documents.
-    """
+    """The error in the protocol's own units: the bytes after the length
+    prefix, against MAX_FRAME_SIZE, as docs/protocol.md and every peer's
+    reader count them. (The reactor's decoder counts the prefix too.)"""
     if isinstance(error, TooLongFrameError) and error.frame_length is not None:
-        announced = error.frame_length - LENGTH_PREFIX_SIZE
-        return (
-            f"peer announced a frame of {announced} bytes, more than "
-            f"{MAX_FRAME_SIZE}"
-        )
+        return str(frame_too_long(error.frame_length - LENGTH_PREFIX_SIZE))
     return str(error)
 
 

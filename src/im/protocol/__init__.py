@@ -69,7 +69,7 @@ from .errors import (
     UnsupportedSerializerError,
     UnsupportedVersionError,
 )
-from .framing import FrameReader, add_length_prefix
+from .framing import FrameReader, add_length_prefix, frame_too_long
 from .header import Header, decode_header
 from .packets import (
     PACKETS,
@@ -178,5 +178,6 @@ __all__ = [
     "encode_error",
     "encode_frame",
     "encode_trusted",
+    "frame_too_long",
     "pack_msgpack",
 ]

@@ -15,7 +15,7 @@ from typing import Final
 from .constants import LENGTH_PREFIX_SIZE, MAX_FRAME_SIZE
 from .errors import FrameTooLongError
 
-__all__ = ["FrameReader", "add_length_prefix"]
+__all__ = ["FrameReader", "add_length_prefix", "frame_too_long"]
 
 _PREFIX: Final = struct.Struct(">I")
 assert _PREFIX.size == LENGTH_PREFIX_SIZE
@@ -82,8 +82,17 @@ class FrameReader:
 
     def _check_length(self, length: int) -> None:
         if length > self.max_frame_size:
-            self._error = FrameTooLongError(
-                f"peer announced a frame of {length} bytes, more than "
-                f"{self.max_frame_size}"
-            )
+            self._error = frame_too_long(length, self.max_frame_size)
             raise self._error
+
+
+def frame_too_long(
+    length: int, limit: int = MAX_FRAME_SIZE
+) -> FrameTooLongError:
+    """The error for a length prefix that announces ``length`` bytes
+    after it, more than ``limit``: the words every netim peer uses,
+    whichever decoder found it. (The reactor's decoder counts the prefix
+    in a frame's length; convert its figure before calling this.)"""
+    return FrameTooLongError(
+        f"peer announced a frame of {length} bytes, more than {limit}"
+    )

@@ -20,6 +20,7 @@ from im.client import (
 )
 from im.protocol import (
     JSON,
+    MAX_FRAME_SIZE,
     ContentType,
     DeliveryAck,
     ErrorCode,
@@ -266,8 +267,11 @@ def test_the_server_hanging_up_fails_calls_and_pushes(connect, server):
 def test_a_frame_too_long_from_the_server_ends_the_connection(connect, server):
     alice = connect("alice")
     server.peer_of("alice").send_raw(b"\xff\xff\xff\xff")
-    with pytest.raises(ConnectionLost, match="connection failed"):
+    # Told in the protocol's units: the bytes after the length prefix.
+    announced = f"frame of {0xFFFFFFFF} bytes, more than {MAX_FRAME_SIZE}"
+    with pytest.raises(ConnectionLost, match="connection failed") as lost:
         alice.next_push(timeout=DEADLINE)
+    assert announced in str(lost.value)
 
 
 def test_json_sessions_work_end_to_end(connect, server):
