@@ -95,30 +95,31 @@ class Pending(Generic[T]):
 
     def then(self, step: Callable[[T], U]) -> Pending[U]:
         """A Pending of ``step(value)``, failed if this or ``step`` fails."""
+        out: Pending[U] = Pending()
         if self._state == _RESOLVED:
             # Already there (the in-memory store's every answer): the
             # step runs now, as the callback below would, without the
             # callback and its closure, which a message's path would
             # otherwise build several times over.
-            try:
-                return Pending.of(step(self._value))  # type: ignore[arg-type]
-            except Exception as error:
-                return Pending.failure(error)
-        out: Pending[U] = Pending()
+            self._then_step(step, out)
+            return out
 
         def run(done: Pending[T]) -> None:
             if done._error is not None:
                 out.fail(done._error)
-                return
-            try:
-                value = step(done._value)  # type: ignore[arg-type]
-            except Exception as error:
-                out.fail(error)
             else:
-                out.resolve(value)
+                done._then_step(step, out)
 
         self.add_done_callback(run)
         return out
+
+    def _then_step(self, step: Callable[[T], U], out: Pending[U]) -> None:
+        try:
+            value = step(self._value)  # type: ignore[arg-type]
+        except Exception as error:
+            out.fail(error)
+        else:
+            out.resolve(value)
 
     def chain(self, step: Callable[[T], Pending[U]]) -> Pending[U]:
         """Like ``then``, for a step that itself returns a Pending."""

@@ -455,24 +455,18 @@ def _as_is_loader(schema: Schema) -> Callable[[Any], Any]:
             return _no_fast_path
         tests.append(f"({test})")
     values = ", ".join(f"v{index}" for index in range(len(tests)))
-    if not tests:
-        source = (
-            "def load(wire):\n"
-            "    if type(wire) is list and not wire:\n"
-            "        return cls()\n"
-            "    return None\n"
-        )
-    else:
-        # "v0, = wire" unpacks a one-field record like the others.
-        source = (
-            "def load(wire):\n"
-            f"    if type(wire) is not list or len(wire) != {len(tests)}:\n"
-            "        return None\n"
-            f"    {values}, = wire\n"
-            f"    if {' and '.join(tests)}:\n"
-            f"        return cls({values})\n"
-            "    return None\n"
-        )
+    # "v0, = wire" unpacks a one-field record like the others; a record
+    # without fields has nothing to unpack and nothing to test.
+    unpack = f"    {values}, = wire\n" if tests else ""
+    source = (
+        "def load(wire):\n"
+        f"    if type(wire) is not list or len(wire) != {len(tests)}:\n"
+        "        return None\n"
+        f"{unpack}"
+        f"    if {' and '.join(tests) or 'True'}:\n"
+        f"        return cls({values})\n"
+        "    return None\n"
+    )
     namespace: dict[str, Any] = {"cls": schema.cls}
     exec(source, namespace)  # the source is built from our own kinds only
     loader: Callable[[Any], Any] = namespace["load"]
