@@ -27,7 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from codec import LengthFieldBasedFrameDecoder, LengthFieldPrepender
 from im.application import (
     AcknowledgeDelivery,
     CreateGroup,
@@ -38,6 +37,7 @@ from im.application import (
 )
 from im.config import Settings
 from im.domain import GroupStore, IdGenerator, MessageStore
+from im.framing import PREPENDER, frame_decoder
 from im.infrastructure import (
     CountingIdGenerator,
     InMemoryGroupStore,
@@ -54,7 +54,7 @@ from im.interfaces.handlers import (
 from im.interfaces.limits import RatePolicy
 from im.interfaces.services import Services
 from im.interfaces.sessions import FlushBatcher, SessionRegistry
-from im.protocol import MAX_FRAME_SIZE, ErrorCode, Kicked
+from im.protocol import ErrorCode, Kicked
 from reactor import (
     ChannelOptions,
     EventLoop,
@@ -78,9 +78,6 @@ log = logging.getLogger("im.server")
 # See ImServer.listen.
 READ_SIZE_PER_TURN = 2048
 QUEUED_READ_SIZE = 512
-
-# Sharable: it keeps no state per channel, so one serves them all.
-_PREPENDER = LengthFieldPrepender(4)
 
 # How often shutdown looks whether the store has finished its queue.
 _STORE_POLL = 0.01
@@ -180,7 +177,7 @@ def build_services(
         clock=clock,
         registry=registry,
         flusher=FlushBatcher(call_soon),
-        framing=_PREPENDER,
+        framing=PREPENDER,
         send=send,
         ack=AcknowledgeDelivery(m, g),
         sync=SyncBacklog(m, g),
@@ -202,14 +199,9 @@ def connection_handlers(services: Services) -> list[tuple[str, Any]]:
     """
     closing = ConnectionLog()
     return [
-        # The decoder's limit counts the 4-byte prefix; close_on_error
-        # is off because ProtocolCodec answers FRAME_TOO_LONG and closes.
-        (
-            "framer",
-            LengthFieldBasedFrameDecoder(
-                MAX_FRAME_SIZE + 4, 0, 4, 0, 4, close_on_error=False
-            ),
-        ),
+        # close_on_error is off: ProtocolCodec answers FRAME_TOO_LONG,
+        # then closes.
+        ("framer", frame_decoder(close_on_error=False)),
         ("prepender", services.framing),
         ("protocol", ProtocolCodec(closing)),
         ("idle", IdleStateHandler(reader=services.settings.idle_timeout)),

@@ -25,9 +25,9 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Final
 
-from codec import LengthFieldBasedFrameDecoder
+from im.framing import frame_decoder
 from im.infrastructure.tokens import issue_token
-from im.protocol import LENGTH_PREFIX_SIZE, MAX_FRAME_SIZE, CreateGroup
+from im.protocol import CreateGroup
 from reactor import Bootstrap, EventLoop, SocketChannel
 
 from .config import WorkerPlan
@@ -202,11 +202,7 @@ class Worker:
         on_failed: Callable[[BaseException], None] | None = None,
     ) -> None:
         def initialize(channel: SocketChannel) -> None:
-            channel.pipeline.add_last(
-                LengthFieldBasedFrameDecoder(
-                    MAX_FRAME_SIZE + LENGTH_PREFIX_SIZE, 0, 4, 0, 4
-                )
-            ).add_last(device)
+            channel.pipeline.add_last(frame_decoder()).add_last(device)
 
         def connected(future: Any) -> None:
             error = future.exception()

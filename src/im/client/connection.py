@@ -45,20 +45,13 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from codec import (
-    LengthFieldBasedFrameDecoder,
-    LengthFieldPrepender,
-    TooLongFrameError,
-)
+from im.framing import PREPENDER, frame_decoder, in_protocol_units
 from im.protocol import (
-    LENGTH_PREFIX_SIZE,
-    MAX_FRAME_SIZE,
     ContentType,
     Error,
     LoginFailed,
     LoginOk,
     SyncPage,
-    frame_too_long,
 )
 from reactor import (
     Bootstrap,
@@ -129,9 +122,6 @@ MAX_MISSED_HEARTBEATS: Final = 2
 # Seconds a closing connection waits for the server to close its side,
 # so that the last acks are read rather than reset away.
 _CLOSE_LINGER: Final = 1.0
-
-# Shared by every connection: the prepender keeps no state.
-_PREPENDER: Final = LengthFieldPrepender(4)
 
 # (future, what to complete it with) for each request waiting.
 _Waiter = tuple[Future, Callable[[ReplyReceived], Any]]
@@ -243,12 +233,9 @@ class Connection:
         return result
 
     def _initialize(self, channel: SocketChannel) -> None:
-        channel.pipeline.add_last(
-            # The limit counts the length prefix too (docs/protocol.md).
-            LengthFieldBasedFrameDecoder(
-                MAX_FRAME_SIZE + LENGTH_PREFIX_SIZE, 0, 4, 0, 4
-            )
-        ).add_last(_PREPENDER).add_last(self.handler)
+        channel.pipeline.add_last(frame_decoder()).add_last(
+            PREPENDER
+        ).add_last(self.handler)
 
     # -- state ----------------------------------------------------------------
 
@@ -466,11 +453,9 @@ class Connection:
 
     def _failed(self, exc: BaseException) -> None:
         # A framing error or a socket error; the channel closes next.
-        if isinstance(exc, TooLongFrameError) and exc.frame_length is not None:
-            # Told in the protocol's units, as the server tells its peers.
-            exc = frame_too_long(exc.frame_length - LENGTH_PREFIX_SIZE)
         if self._close_reason is None:
-            self._close_reason = ConnectionLost(f"connection failed: {exc}")
+            reason = in_protocol_units(exc)
+            self._close_reason = ConnectionLost(f"connection failed: {reason}")
 
     def _closed(self) -> None:
         error = self._close_reason or ConnectionLost(

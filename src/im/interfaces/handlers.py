@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Final
 
-from codec import FrameError, TooLongFrameError
+from codec import FrameError
 from im.application import NewGroup, SendOutcome
 from im.domain import (
     ConversationId,
@@ -37,9 +37,9 @@ from im.domain import (
     Pending,
     UserId,
 )
+from im.framing import in_protocol_units
 from im.infrastructure.tokens import TokenError, verify_token
 from im.protocol import (
-    LENGTH_PREFIX_SIZE,
     CreateGroup,
     DeliveryAck,
     Direction,
@@ -69,7 +69,6 @@ from im.protocol import (
     encode,
     encode_error,
     encode_trusted,
-    frame_too_long,
 )
 from reactor import ChannelHandlerContext, ChannelInboundHandler
 from reactor.handlers.idle import IdleState, IdleStateEvent
@@ -107,15 +106,6 @@ def _close_after(ctx: ChannelHandlerContext, data: bytes) -> None:
     channel = ctx.channel
     channel.write_and_flush(data)
     channel.close_gracefully()
-
-
-def _framing_error_text(error: FrameError) -> str:
-    """The error in the protocol's own units: the bytes after the length
-    prefix, against MAX_FRAME_SIZE, as docs/protocol.md and every peer's
-    reader count them. (The reactor's decoder counts the prefix too.)"""
-    if isinstance(error, TooLongFrameError) and error.frame_length is not None:
-        return str(frame_too_long(error.frame_length - LENGTH_PREFIX_SIZE))
-    return str(error)
 
 
 class ConnectionLog:
@@ -178,7 +168,7 @@ class ProtocolCodec(ChannelInboundHandler):
             # The length prefix was over the limit or impossible: the
             # frame decoder found it before buffering anything.
             self._broken = True
-            text = _framing_error_text(exc)
+            text = str(in_protocol_units(exc))
             self.closing.note(f"framing error: {text}")
             log.warning("%r: %s", ctx.channel, text)
             reply = Error(ErrorCode.FRAME_TOO_LONG, text[:1024], True)

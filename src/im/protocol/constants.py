@@ -60,7 +60,8 @@ MAX_BODY_SIZE: Final = 256 * 1024
 
 #: The largest frame body (header included, length prefix excluded).
 #: The reactor's frame decoder counts the prefix too, so it is set up as
-#: ``LengthFieldBasedFrameDecoder(MAX_FRAME_SIZE + 4, 0, 4, 0, 4)``.
+#: ``LengthFieldBasedFrameDecoder(MAX_FRAME_SIZE + 4, 0, 4, 0, 4)``
+#: (``im.framing.frame_decoder``).
 MAX_FRAME_SIZE: Final = HEADER_SIZE + MAX_BODY_SIZE
 
 # One message's content. A product rule more than a safety one: it
