@@ -1,15 +1,27 @@
 """Build the compiled parts of netim.
 
-Everything else lives in pyproject.toml. The frame scanner of the codec is
-compiled with Cython. The extension is optional: when it cannot be built
-(no C compiler, no Python headers) the install goes on with a warning and
-the pure-Python twin is used; ``NETIM_NO_EXTENSIONS=1`` skips the build on
-purpose. ``python -c "import codec; print(codec.IMPLEMENTATION)"`` says
-which build is loaded.
+Everything else lives in pyproject.toml. Two things are compiled with
+Cython:
+
+- the frame scanner of the codec, from ``_frame.pyx``, which is written for
+  Cython (typed); its pure-Python twin is a separate module;
+- the IM server's layers that run without the reactor, from their
+  ordinary ``.py`` sources, as they are: the modules that
+  ``[tool.netim] compiled`` in pyproject.toml names.
+  Each extension sits beside its source and is imported in its place; the
+  source stays the one that is read, tested and type-checked.
+
+Both are optional: when they cannot be built (no C compiler, no Python
+headers) the install goes on with a warning and the sources are used;
+``NETIM_NO_EXTENSIONS=1`` skips the build on purpose, and at run time
+``NETIM_PURE_PYTHON=1`` ignores whatever was built.
+``python -c "import codec; print(codec.IMPLEMENTATION)"`` says which
+scanner is loaded.
 """
 
 import os
 import sys
+import tomllib
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -17,7 +29,13 @@ from setuptools.command.build_ext import build_ext
 
 class OptionalBuildExt(build_ext):
     """build_ext that warns, instead of failing the install, when the
-    compiler is missing or fails: netim runs without its extension."""
+    compiler is missing or fails: netim runs without its extensions.
+    It compiles on every core: there are a few dozen C files."""
+
+    def finalize_options(self) -> None:
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
 
     def run(self) -> None:
         try:
@@ -34,8 +52,8 @@ class OptionalBuildExt(build_ext):
     @staticmethod
     def _skipped(exc: Exception) -> None:
         print(
-            f"WARNING: netim's compiled codec was not built ({exc}); "
-            "the pure-Python twin will be used.",
+            f"WARNING: a compiled part of netim was not built ({exc}); "
+            "its pure-Python source will be used.",
             file=sys.stderr,
         )
 
@@ -47,10 +65,26 @@ def extensions() -> list[Extension]:
         from Cython.Build import cythonize
     except ImportError:
         return []
-    return cythonize(
+    scanner = cythonize(
         [Extension("codec._frame", ["src/codec/_frame.pyx"])],
         compiler_directives={"language_level": "3"},
     )
+    with open("pyproject.toml", "rb") as file:
+        patterns = tomllib.load(file)["tool"]["netim"]["compiled"]
+    message_path = cythonize(
+        [f"src/{pattern}" for pattern in patterns],
+        exclude=["src/**/__init__.py"],
+        nthreads=os.cpu_count() or 1,
+        compiler_directives={
+            "language_level": "3",
+            # Annotations are for mypy and the reader. Typed by them,
+            # Cython would check and convert arguments itself, and behave
+            # unlike the source (a bool passed where an int is annotated
+            # would no longer reach our own check).
+            "annotation_typing": False,
+        },
+    )
+    return scanner + message_path
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})
