@@ -301,9 +301,26 @@ def tcp_queues(local_port: int, remote_port: int) -> tuple[int, int]:
 # small and it reads nothing, so the server's output backs up, it turns
 # unwritable and (the echo server's back-pressure) stops reading. What it
 # read by then is either echoed or queued in the process.
-BACKLOG_BYTES = 12 * 1024 * 1024
 SMALL_RCVBUF = 64 * 1024
 ECHO_CHUNK = 64 * 1024
+
+
+def tcp_buffer_limit(name: str) -> int:
+    """The most a socket's kernel buffer grows to on its own (the third
+    figure of net.ipv4.tcp_rmem or tcp_wmem)."""
+    with open(f"/proc/sys/net/ipv4/{name}") as limits:
+        return int(limits.read().split()[2])
+
+
+# More than the kernel can hold on the way, so that the server has to stop
+# taking it: the server's receive buffer, which the kernel may grow to
+# tcp_rmem's limit (32 MiB on some machines) while the server reads fast,
+# and the client's and the server's send buffers, plus room to spare.
+BACKLOG_BYTES = (
+    tcp_buffer_limit("tcp_rmem")
+    + 2 * tcp_buffer_limit("tcp_wmem")
+    + 8 * 1024 * 1024
+)
 
 
 def leave_echo_pending(sock: socket.socket, port: int) -> bytes:
@@ -584,7 +601,7 @@ def test_a_client_that_never_reads_cannot_grow_the_server(
     greedy = connect(echo_server.port, rcvbuf=SMALL_RCVBUF)
     pending = leave_echo_pending(greedy, echo_server.port)
     grown = server.memory_info().rss - before
-    # Kernel buffers take the rest of the 12 MiB; the process keeps at
+    # Kernel buffers take the rest of the backlog; the process keeps at
     # most about a watermark plus one read batch.
     assert grown < 8 * 1024 * 1024, f"server grew by {grown} bytes"
     # And it still answers everything it took, once the client reads.
