@@ -59,7 +59,7 @@ class OptionalBuildExt(build_ext):
 
 
 def extensions() -> list[Extension]:
-    if os.environ.get("NETIM_NO_EXTENSIONS"):
+    if os.environ.get("NETIM_NO_EXTENSIONS", "") not in ("", "0"):
         return []
     try:
         from Cython.Build import cythonize
@@ -71,19 +71,25 @@ def extensions() -> list[Extension]:
     )
     with open("pyproject.toml", "rb") as file:
         patterns = tomllib.load(file)["tool"]["netim"]["compiled"]
-    message_path = cythonize(
-        [f"src/{pattern}" for pattern in patterns],
-        exclude=["src/**/__init__.py"],
-        nthreads=os.cpu_count() or 1,
-        compiler_directives={
-            "language_level": "3",
-            # Annotations are for mypy and the reader. Typed by them,
-            # Cython would check and convert arguments itself, and behave
-            # unlike the source (a bool passed where an int is annotated
-            # would no longer reach our own check).
-            "annotation_typing": False,
-        },
-    )
+    try:
+        message_path = cythonize(
+            [f"src/{pattern}" for pattern in patterns],
+            exclude=["src/**/__init__.py"],
+            nthreads=os.cpu_count() or 1,
+            compiler_directives={
+                "language_level": "3",
+                # Annotations are for mypy and the reader. Typed by them,
+                # Cython would check and convert arguments itself, and
+                # behave unlike the source (a bool passed where an int is
+                # annotated would no longer reach our own check).
+                "annotation_typing": False,
+            },
+        )
+    except Exception as exc:
+        # Valid Python that this Cython cannot translate (newer syntax,
+        # say) must not stop the install: those modules run as Python.
+        OptionalBuildExt._skipped(exc)
+        return scanner
     return scanner + message_path
 
 

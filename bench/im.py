@@ -14,8 +14,8 @@ Servers:
 
 * ``netim-memory``: ``netim serve --store memory`` (NOT DURABLE: for
   comparing like with like, the baselines keep nothing either);
-* ``netim-pure``: the same with the pure-Python codec forced
-  (``NETIM_PURE_PYTHON=1``): the prototype;
+* ``netim-pure``: the same with every compiled part forced to its
+  Python source (``NETIM_PURE_PYTHON=1``): the prototype;
 * ``netim-sqlite``: ``netim serve`` with its SQLite store, durable
   (synchronous=FULL), in a fresh database;
 * ``uvloop``, ``asyncio``: ``bench/baseline/asyncio_im.py`` on each loop
@@ -25,7 +25,7 @@ Servers:
   a NAME ending in ``-sqlite``, its SQLite store.
 
 The code measured is this checkout's ``src/`` (put first on the path),
-with whichever codec build is there.
+with whichever compiled build is there.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ import pytest
 import im
 
 SOURCE_ROOT = Path(im.__file__).resolve().parents[1]
-PYPROJECT = SOURCE_ROOT.parent / "pyproject.toml"
+# The checkout's, also when the tests run against an installed package.
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
 
 
 def compiled_module_names() -> list[str]:
@@ -109,10 +110,9 @@ def test_environment_switch_chooses_sources_in_a_new_process():
     )
 
 
-def test_a_source_edited_after_the_build_runs_instead_of_it(tmp_path):
-    # A copy of the package in which one extension is older than its
-    # source, as after an edit: the whole package imports its sources,
-    # and says why.
+def copy_of_the_package(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of ``im`` under ``tmp_path``, and its compiled protocol
+    codec (skips the test when nothing is compiled)."""
     copy = tmp_path / "im"
     shutil.copytree(SOURCE_ROOT / "im", copy)
     built = [
@@ -122,13 +122,30 @@ def test_a_source_edited_after_the_build_runs_instead_of_it(tmp_path):
     ]
     if not built:
         pytest.skip("no compiled build to go stale")
-    # Built an hour before its source was last written.
-    edited = (copy / "protocol" / "codec.py").stat().st_mtime
-    os.utime(built[0], (edited - 3600, edited - 3600))
+    return copy, built[0]
+
+
+def assert_runs_from_sources(tmp_path: Path, copy: Path, named: str) -> None:
     result = files_in_child(
         ["im.application.messaging"], path=[tmp_path], NETIM_PURE_PYTHON=""
     )
     # Not only the stale module: all of the package.
     assert result.stdout.strip() == str(copy / "application" / "messaging.py")
-    assert "codec.py changed after it was compiled" in result.stderr
+    assert "compiled build is out of date" in result.stderr
+    assert named in result.stderr
     assert "pip install -e ." in result.stderr
+
+
+def test_a_source_edited_after_the_build_runs_instead_of_it(tmp_path):
+    copy, built = copy_of_the_package(tmp_path)
+    # Built an hour before its source was last written.
+    edited = (copy / "protocol" / "codec.py").stat().st_mtime
+    os.utime(built, (edited - 3600, edited - 3600))
+    assert_runs_from_sources(tmp_path, copy, "protocol/codec.py")
+
+
+def test_an_extension_whose_source_is_gone_is_not_imported(tmp_path):
+    copy, built = copy_of_the_package(tmp_path)
+    orphan = built.with_name(built.name.replace("codec.", "removed.", 1))
+    shutil.copy2(built, orphan)
+    assert_runs_from_sources(tmp_path, copy, orphan.name)
