@@ -1,5 +1,6 @@
-"""The compiled message path: which modules are built, and the switch
-that makes the package import its sources instead."""
+"""The compiled part of ``im``: which modules are built, and when the
+package imports their sources instead (asked to, or the build is out of
+date)."""
 
 from __future__ import annotations
 
