@@ -27,6 +27,14 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 
+def warn_not_built(exc: Exception) -> None:
+    print(
+        f"WARNING: a compiled part of netim was not built ({exc}); "
+        "its pure-Python source will be used.",
+        file=sys.stderr,
+    )
+
+
 class OptionalBuildExt(build_ext):
     """build_ext that warns, instead of failing the install, when the
     compiler is missing or fails: netim runs without its extensions.
@@ -41,21 +49,13 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:
-            self._skipped(exc)
+            warn_not_built(exc)
 
     def build_extension(self, ext: Extension) -> None:
         try:
             super().build_extension(ext)
         except Exception as exc:
-            self._skipped(exc)
-
-    @staticmethod
-    def _skipped(exc: Exception) -> None:
-        print(
-            f"WARNING: a compiled part of netim was not built ({exc}); "
-            "its pure-Python source will be used.",
-            file=sys.stderr,
-        )
+            warn_not_built(exc)
 
 
 def extensions() -> list[Extension]:
@@ -88,7 +88,7 @@ def extensions() -> list[Extension]:
     except Exception as exc:
         # Valid Python that this Cython cannot translate (newer syntax,
         # say) must not stop the install: those modules run as Python.
-        OptionalBuildExt._skipped(exc)
+        warn_not_built(exc)
         return scanner
     return scanner + message_path
 

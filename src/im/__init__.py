@@ -40,7 +40,9 @@ from importlib.machinery import (
 #   the sure way.
 #
 # Either way every directory of the package gets an import finder that
-# knows .py files only.
+# knows .py files only. The variable is read here rather than taken from
+# codec._impl: importing codec would load the reactor with every import
+# of im, and the domain is meant to load nothing of ours.
 PURE_PYTHON_FORCED = os.environ.get("NETIM_PURE_PYTHON", "") not in ("", "0")
 
 # An install writes a module's source and its extension within moments
